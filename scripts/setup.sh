@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs what the tests and the demo need on a fresh Debian 12 machine, idempotently:
+# npm dependencies, Debian packages (Knot DNS, dig, inotify-tools, uuidgen, Locust), the Elasticsearch zip.
+set -eu
+cd "$(dirname "$0")/.."
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+need=""
+for pair in knotd:knot kdig:knot-dnsutils dig:bind9-dnsutils inotifywait:inotify-tools uuidgen:uuid-runtime; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
+done
+[ -x /usr/bin/locust ] || need="$need python3-locust"
+if [ -n "$need" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages:$need (run as root or install them)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q $need >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $need >/dev/null; }
+fi
+
+# Elasticsearch for the sink and query tests (fetched once into .cache/, see scripts/elasticsearch.sh).
+if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi

@@ -1,0 +1,70 @@
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { v4, v7, validate } from "uuid";
+import { ERR_STATE_DIR } from "./errors.js";
+
+/**
+ * The CUID names a container instance, not an agent process: it is made locally (no central server) the
+ * first time an agent starts with a given state dir and read back on every later start. The state dir
+ * lives as long as the container (an emptyDir in a pod), so an agent restart keeps the CUID while a new
+ * container gets a new one.
+ */
+export interface CuidRecord {
+  cuid: string;
+  version: 4 | 7;
+  created_at: string;
+}
+
+export function newCuid(version: 4 | 7): string {
+  return version === 4 ? v4() : v7();
+}
+
+export function cuidPath(stateDir: string): string {
+  return join(stateDir, "cuid.json");
+}
+
+export function readCuid(stateDir: string): CuidRecord | undefined {
+  let text: string;
+  try {
+    text = readFileSync(cuidPath(stateDir), "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw ERR_STATE_DIR(`cannot read ${cuidPath(stateDir)}: ${(e as Error).message}`, e);
+  }
+  try {
+    const rec = JSON.parse(text) as CuidRecord;
+    if (validate(rec.cuid)) return rec;
+  } catch {
+    // fall through
+  }
+  throw ERR_STATE_DIR(`${cuidPath(stateDir)} is corrupt; remove it to give this container a new CUID`);
+}
+
+/** Returns the state dir's CUID, creating it (exclusively, so two racing starts agree) when there is none. */
+export function loadOrCreateCuid(stateDir: string, version: 4 | 7): CuidRecord {
+  try {
+    mkdirSync(stateDir, { recursive: true });
+  } catch (e) {
+    throw ERR_STATE_DIR(`cannot create state dir ${stateDir}: ${(e as Error).message}`, e);
+  }
+  const existing = readCuid(stateDir);
+  if (existing) return existing;
+  const rec: CuidRecord = { cuid: newCuid(version), version, created_at: new Date().toISOString() };
+  // Write a private file, then hard-link it into place: the CUID file appears complete or not at all,
+  // and link() fails with EEXIST when a racing start won.
+  const tmp = `${cuidPath(stateDir)}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, `${JSON.stringify(rec)}\n`);
+    linkSync(tmp, cuidPath(stateDir));
+    return rec;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return readCuid(stateDir)!;
+    throw ERR_STATE_DIR(`cannot write ${cuidPath(stateDir)}: ${(e as Error).message}`, e);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+  }
+}

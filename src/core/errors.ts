@@ -1,0 +1,53 @@
+/**
+ * Every error a user can hit, in one place, with a stable code (fastify's FST_ERR_* idea).
+ * Users and scripts match on `code`; the message names the setting or file and says what to do.
+ */
+export type ErrorKind = "config" | "io" | "sink" | "dns" | "query" | "internal";
+
+export class IkontainerError extends Error {
+  readonly code: string;
+  readonly kind: ErrorKind;
+  /** CLI exit code when this error ends a command. */
+  readonly exitCode: number;
+
+  constructor(code: string, kind: ErrorKind, message: string, options?: { cause?: unknown; exitCode?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "IkontainerError";
+    this.code = code;
+    this.kind = kind;
+    this.exitCode = options?.exitCode ?? (kind === "config" ? 2 : 1);
+  }
+}
+
+const def =
+  (code: string, kind: ErrorKind) =>
+  (message: string, cause?: unknown): IkontainerError =>
+    new IkontainerError(code, kind, message, { cause });
+
+/** A flag, config-file key or environment variable has a bad value. Exit code 2. */
+export const ERR_INVALID_SETTING = def("IKON_ERR_INVALID_SETTING", "config");
+/** The YAML config file cannot be read or parsed. Exit code 2. */
+export const ERR_CONFIG_FILE = def("IKON_ERR_CONFIG_FILE", "config");
+/** The state dir cannot be created, read or written. */
+export const ERR_STATE_DIR = def("IKON_ERR_STATE_DIR", "io");
+/** A watched file cannot be opened or read (permission denied, vanished, not a regular file). */
+export const ERR_SOURCE_READ = def("IKON_ERR_SOURCE_READ", "io");
+/** A symlink under a watched folder points outside every watched folder; it is not followed. */
+export const ERR_SYMLINK_ESCAPE = def("IKON_ERR_SYMLINK_ESCAPE", "io");
+/** A sink could not accept a batch (write failed, server down, rejected). */
+export const ERR_SINK = def("IKON_ERR_SINK", "sink");
+/** A DNS update or query failed (RCODE, TSIG, timeout). */
+export const ERR_DNS = def("IKON_ERR_DNS", "dns");
+/** A query command could not answer (store missing, bad time). */
+export const ERR_QUERY = def("IKON_ERR_QUERY", "query");
+/** The child of `ikontainer exec` could not be started. */
+export const ERR_EXEC_SPAWN = def("IKON_ERR_EXEC_SPAWN", "io");
+
+export function isIkontainerError(e: unknown): e is IkontainerError {
+  return e instanceof IkontainerError;
+}
+
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

@@ -1,0 +1,35 @@
+import type { Identity, LineBatch } from "../core/record.js";
+
+/**
+ * What a sink hands back for an accepted batch. The pipeline stores it in the checkpoint under
+ * `sinks[sink.id][key]` in the same atomic write as the batch's input offset, so output progress and
+ * input progress can never disagree after a crash (the file sink returns each output file's size).
+ */
+export interface SinkReceipt {
+  key: string;
+  value: unknown;
+}
+
+/**
+ * One small interface for every destination.
+ *
+ * - `write` gets batches in order per stream; it resolves only when the destination has ACCEPTED the batch
+ *   (file: bytes written; fluentd: acked; Elasticsearch: every bulk item stored or dead-lettered).
+ *   It rejects when the batch was not accepted; the pipeline retries with backoff and does not advance.
+ * - `recover` gets back, before the first write, every receipt value that was checkpointed last time,
+ *   so the sink can cut back work that was done but not checkpointed.
+ */
+export interface Sink {
+  /** Stable id, e.g. `file:/var/log/out`, `stdout`, `fluentd://host:24224`. Keys the checkpoint state. */
+  readonly id: string;
+  recover?(state: Readonly<Record<string, unknown>>): Promise<void>;
+  write(batch: LineBatch): Promise<SinkReceipt | undefined>;
+  /** Flush and release resources; resolve when everything accepted so far is durable. */
+  close(): Promise<void>;
+}
+
+export interface SinkContext {
+  identity: Identity;
+  format: "append" | "json";
+  stateDir: string;
+}

@@ -1,0 +1,139 @@
+import { isUtf8 } from "node:buffer";
+import type { Identity, LineBatch, LogLine, StreamInfo } from "../core/record.js";
+import type { RequestIdExtractor } from "./request-id.js";
+
+/**
+ * Stamps lines with the CUID and svc.
+ *
+ * `append` (the paper's format): original bytes + `{"ikontainer_CUID":"…","svc":"…"}` + `\n`, byte-transparent.
+ * Pieces of an over-long line get `"ikontainer_part":N` (1-based) and, on all but the last, `"ikontainer_partial":true`.
+ *
+ * `json`: one object per line. Agent-owned keys always carry the agent's value; when the line is itself a
+ * JSON object that already has one of them, the application's value is kept under `app_<key>`
+ * (so a CUID tag the application wrote itself can never override the agent's).
+ */
+
+export const AGENT_KEYS = [
+  "ikontainer_CUID",
+  "svc",
+  "@timestamp",
+  "source",
+  "stream",
+  "request_id",
+  "ikontainer_part",
+  "ikontainer_partial",
+  "ikontainer_invalid_utf8",
+  "ikontainer_unterminated",
+] as const;
+
+export type StructuredRecord = Record<string, unknown> & {
+  message: string;
+  ikontainer_CUID: string;
+  svc: string;
+  "@timestamp": string;
+  source: string;
+};
+
+export function tagJson(identity: Identity): string {
+  return `{"ikontainer_CUID":${JSON.stringify(identity.cuid)},"svc":${JSON.stringify(identity.svc)}}`;
+}
+
+export function streamIdentity(stream: StreamInfo, fallback: Identity): Identity {
+  return { cuid: stream.cuid ?? fallback.cuid, svc: stream.svc ?? fallback.svc };
+}
+
+/** Precomputed tag bytes per identity (the hot path appends the same bytes millions of times). */
+export class AppendEncoder {
+  private readonly cache = new Map<string, Buffer>();
+
+  constructor(private readonly identity: Identity) {}
+
+  private tagFor(id: Identity): Buffer {
+    const k = `${id.cuid}\u0000${id.svc}`;
+    let b = this.cache.get(k);
+    if (!b) {
+      b = Buffer.from(`${tagJson(id)}\n`);
+      this.cache.set(k, b);
+    }
+    return b;
+  }
+
+  private pieceTag(id: Identity, line: LogLine): Buffer {
+    const extra = `,"ikontainer_part":${line.part}${line.partial ? ',"ikontainer_partial":true' : ""}`;
+    return Buffer.from(`${tagJson(id).slice(0, -1)}${extra}}\n`);
+  }
+
+  encode(batch: LineBatch): Buffer {
+    const id = streamIdentity(batch.stream, this.identity);
+    const tag = this.tagFor(id);
+    const parts: Buffer[] = new Array(batch.lines.length * 2);
+    let n = 0;
+    let size = 0;
+    for (const line of batch.lines) {
+      const t = line.part === undefined ? tag : this.pieceTag(id, line);
+      parts[n++] = line.bytes;
+      parts[n++] = t;
+      size += line.bytes.length + t.length;
+    }
+    return Buffer.concat(parts, size);
+  }
+}
+
+export interface StructuredOptions {
+  identity: Identity;
+  requestIds: RequestIdExtractor;
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  let i = 0;
+  while (i < text.length && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
+  if (text.charCodeAt(i) !== 123 /* { */) return undefined;
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The structured form of one line, for `json` output and for fluentd / Elasticsearch. */
+export function toStructured(line: LogLine, batch: LineBatch, opts: StructuredOptions): StructuredRecord {
+  const id = streamIdentity(batch.stream, opts.identity);
+  const validUtf8 = isUtf8(line.bytes);
+  const text = line.bytes.toString("utf8"); // invalid sequences become U+FFFD
+  const parsed = line.part === undefined ? parseObject(text) : undefined;
+  const requestId = opts.requestIds.extract(text, parsed);
+
+  const rec: Record<string, unknown> = {};
+  if (parsed) {
+    for (const [k, v] of Object.entries(parsed)) rec[k] = v;
+    for (const k of AGENT_KEYS) {
+      if (k in parsed) {
+        rec[`app_${k}`] = parsed[k];
+        delete rec[k];
+      }
+    }
+    const own = parsed.message ?? parsed.msg;
+    rec.message = typeof own === "string" ? own : text;
+  } else {
+    rec.message = text;
+  }
+  rec.ikontainer_CUID = id.cuid;
+  rec.svc = id.svc;
+  rec["@timestamp"] = new Date(line.time ?? batch.readAt).toISOString();
+  rec.source = batch.stream.path;
+  if (batch.stream.channel !== "file" || line.channel) rec.stream = line.channel ?? batch.stream.channel;
+  if (requestId !== undefined) rec.request_id = requestId;
+  if (line.part !== undefined) rec.ikontainer_part = line.part;
+  if (line.partial) rec.ikontainer_partial = true;
+  if (line.unterminated) rec.ikontainer_unterminated = true;
+  if (!validUtf8) rec.ikontainer_invalid_utf8 = true;
+  if (batch.stream.fields) for (const [k, v] of Object.entries(batch.stream.fields)) rec[k] ??= v;
+  return rec as StructuredRecord;
+}
+
+export function encodeJsonLines(batch: LineBatch, opts: StructuredOptions): Buffer {
+  let out = "";
+  for (const line of batch.lines) out += `${JSON.stringify(toStructured(line, batch, opts))}\n`;
+  return Buffer.from(out);
+}
