@@ -4,7 +4,9 @@ import { Command, CommanderError } from "commander";
 import { errorMessage, isIkontainerError } from "../core/errors.js";
 import { registerCommands } from "./commands.js";
 
-const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
 
 export function buildProgram(): Command {
   const program = new Command("ikontainer")

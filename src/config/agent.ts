@@ -4,31 +4,138 @@ import { resolveSettings, type SettingDef } from "./settings.js";
 
 /** Defaults live here and nowhere else. */
 export const DEFAULT_INCLUDE = ["**/*.log"];
-export const DEFAULT_EXCLUDE = ["**/*.log.*", "**/*.[0-9]", "**/*.gz", "**/*.bz2", "**/*.xz", "**/*.zst", "**/*.zip"];
+export const DEFAULT_EXCLUDE = [
+  "**/*.log.*",
+  "**/*.[0-9]",
+  "**/*.gz",
+  "**/*.bz2",
+  "**/*.xz",
+  "**/*.zst",
+  "**/*.zip",
+];
 
 /** Settings shared by `run` and `exec`. */
 export const AGENT_SETTINGS: SettingDef[] = [
-  { key: "stateDir", kind: "string", arg: "DIR", default: "./ikontainer-state", description: "state dir: CUID, checkpoints, local store" },
-  { key: "svc", kind: "string", arg: "NAME", description: "service name stamped on every line (default: from the Downward API, see README)" },
-  { key: "cuidVersion", kind: "enum", choices: ["7", "4"], default: "7", description: "UUID version of a new CUID" },
-  { key: "output", kind: "list", arg: "SINK", description: "sink, repeatable: file:DIR | stdout (default: file:<state-dir>/store)" },
-  { key: "format", kind: "enum", choices: ["append", "json"], default: "append", description: "line format of file and stdout sinks" },
-  { key: "maxLineBytes", kind: "size", arg: "SIZE", default: 1024 * 1024, description: "longer lines are emitted as tagged pieces" },
-  { key: "requestIdRegex", kind: "string", arg: "REGEX", description: "extra request-ID pattern; its first capture group is the ID" },
-  { key: "metricsPort", kind: "port", arg: "PORT", description: "serve /metrics, /healthz and /readyz on this port" },
-  { key: "metricsHost", kind: "string", arg: "HOST", default: "0.0.0.0", description: "address for --metrics-port" },
-  { key: "logLevel", kind: "enum", choices: ["trace", "debug", "info", "warn", "error", "silent"], default: "info", description: "the agent's own log level (JSON on stderr)" },
+  {
+    key: "stateDir",
+    kind: "string",
+    arg: "DIR",
+    default: "./ikontainer-state",
+    description: "state dir: CUID, checkpoints, local store",
+  },
+  {
+    key: "svc",
+    kind: "string",
+    arg: "NAME",
+    description: "service name stamped on every line (default: from the Downward API, see README)",
+  },
+  {
+    key: "cuidVersion",
+    kind: "enum",
+    choices: ["7", "4"],
+    default: "7",
+    description: "UUID version of a new CUID",
+  },
+  {
+    key: "output",
+    kind: "list",
+    arg: "SINK",
+    description: "sink, repeatable: file:DIR | stdout (default: file:<state-dir>/store)",
+  },
+  {
+    key: "format",
+    kind: "enum",
+    choices: ["append", "json"],
+    default: "append",
+    description: "line format of file and stdout sinks",
+  },
+  {
+    key: "maxLineBytes",
+    kind: "size",
+    arg: "SIZE",
+    default: 1024 * 1024,
+    description: "longer lines are emitted as tagged pieces",
+  },
+  {
+    key: "requestIdRegex",
+    kind: "string",
+    arg: "REGEX",
+    description: "extra request-ID pattern; its first capture group is the ID",
+  },
+  {
+    key: "metricsPort",
+    kind: "port",
+    arg: "PORT",
+    description: "serve /metrics, /healthz and /readyz on this port",
+  },
+  {
+    key: "metricsHost",
+    kind: "string",
+    arg: "HOST",
+    default: "0.0.0.0",
+    description: "address for --metrics-port",
+  },
+  {
+    key: "logLevel",
+    kind: "enum",
+    choices: ["trace", "debug", "info", "warn", "error", "silent"],
+    default: "info",
+    description: "the agent's own log level (JSON on stderr)",
+  },
 ];
 
 /** Settings of `run` only (tailing). */
 export const TAIL_SETTINGS: SettingDef[] = [
-  { key: "watch", kind: "list", arg: "DIR", short: "w", description: "folder to tail recursively, repeatable" },
-  { key: "include", kind: "list", arg: "GLOB", default: DEFAULT_INCLUDE, description: "files to read, relative to a watched folder, repeatable" },
-  { key: "exclude", kind: "list", arg: "GLOB", default: DEFAULT_EXCLUDE, description: "files to skip (rotated, compressed), repeatable" },
-  { key: "linger", kind: "duration", arg: "DURATION", default: 5000, description: "how long a rotated or deleted file is still read before its unterminated last line is emitted" },
-  { key: "readFrom", kind: "enum", choices: ["head", "tail"], default: "head", description: "where to start files that have no checkpoint yet, when the agent starts" },
-  { key: "pollInterval", kind: "duration", arg: "DURATION", default: 1000, description: "safety-net rescan of watched files (events are primary)" },
-  { key: "checkpointInterval", kind: "duration", arg: "DURATION", default: 100, description: "how often accepted progress is written to the state dir" },
+  {
+    key: "watch",
+    kind: "list",
+    arg: "DIR",
+    short: "w",
+    description: "folder to tail recursively, repeatable",
+  },
+  {
+    key: "include",
+    kind: "list",
+    arg: "GLOB",
+    default: DEFAULT_INCLUDE,
+    description: "files to read, relative to a watched folder, repeatable",
+  },
+  {
+    key: "exclude",
+    kind: "list",
+    arg: "GLOB",
+    default: DEFAULT_EXCLUDE,
+    description: "files to skip (rotated, compressed), repeatable",
+  },
+  {
+    key: "linger",
+    kind: "duration",
+    arg: "DURATION",
+    default: 5000,
+    description:
+      "how long a rotated or deleted file is still read before its unterminated last line is emitted",
+  },
+  {
+    key: "readFrom",
+    kind: "enum",
+    choices: ["head", "tail"],
+    default: "head",
+    description: "where to start files that have no checkpoint yet, when the agent starts",
+  },
+  {
+    key: "pollInterval",
+    kind: "duration",
+    arg: "DURATION",
+    default: 1000,
+    description: "safety-net rescan of watched files (events are primary)",
+  },
+  {
+    key: "checkpointInterval",
+    kind: "duration",
+    arg: "DURATION",
+    default: 100,
+    description: "how often accepted progress is written to the state dir",
+  },
 ];
 
 export interface AgentConfig {
@@ -84,7 +191,8 @@ export function loadAgentConfig(
   }
   const stateDir = s.stateDir as string;
   const watch = (s.watch as string[] | undefined) ?? [];
-  if (opts.tail && watch.length === 0) throw ERR_INVALID_SETTING("invalid --watch: give at least one folder to tail");
+  if (opts.tail && watch.length === 0)
+    throw ERR_INVALID_SETTING("invalid --watch: give at least one folder to tail");
   const output = (s.output as string[] | undefined) ?? [`file:${join(stateDir, "store")}`];
   return {
     ...(s as object),

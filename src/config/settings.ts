@@ -54,7 +54,9 @@ function coerce(def: SettingDef, raw: unknown, where: string): unknown {
       return parseDuration(raw as string, setting);
     case "bool": {
       const r = bool.safeParse(raw);
-      return r.success ? r.data === true || ["true", "1", "yes"].includes(String(r.data)) : fail("true or false");
+      return r.success
+        ? r.data === true || ["true", "1", "yes"].includes(String(r.data))
+        : fail("true or false");
     }
     case "enum":
       return def.choices?.includes(String(raw)) ? String(raw) : fail(`one of ${def.choices?.join(", ")}`);
@@ -66,7 +68,10 @@ export function addSettingOptions(cmd: Command, defs: readonly SettingDef[]): Co
   for (const def of defs) {
     const flagName = `--${kebab(def.key)}`;
     const flags = `${def.short ? `-${def.short}, ` : ""}${flagName}${def.kind === "bool" ? "" : ` <${def.arg ?? "value"}>`}`;
-    const dflt = def.default === undefined ? "" : ` (default: ${Array.isArray(def.default) ? def.default.join(",") : String(def.default)})`;
+    const dflt =
+      def.default === undefined
+        ? ""
+        : ` (default: ${Array.isArray(def.default) ? def.default.join(",") : String(def.default)})`;
     const opt = new Option(flags, `${def.description}${dflt} [env ${envName(def.key)}]`);
     if (def.kind === "list") opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     if (def.kind === "enum" && def.choices) opt.choices(def.choices as string[]);
@@ -91,7 +96,8 @@ function readConfigFile(path: string): Record<string, unknown> {
     throw ERR_CONFIG_FILE(`config file ${path} is not valid YAML: ${(e as Error).message.split("\n")[0]}`, e);
   }
   if (doc == null) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) throw ERR_CONFIG_FILE(`config file ${path} must be a YAML mapping`);
+  if (typeof doc !== "object" || Array.isArray(doc))
+    throw ERR_CONFIG_FILE(`config file ${path} must be a YAML mapping`);
   return doc as Record<string, unknown>;
 }
 

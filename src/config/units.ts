@@ -4,7 +4,10 @@ import { ERR_INVALID_SETTING } from "../core/errors.js";
 export function parseDuration(value: string | number, setting: string): number {
   if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(value));
-  if (!m) throw ERR_INVALID_SETTING(`invalid ${setting}: expected a duration such as 500ms, 5s or 2m (got "${value}")`);
+  if (!m)
+    throw ERR_INVALID_SETTING(
+      `invalid ${setting}: expected a duration such as 500ms, 5s or 2m (got "${value}")`,
+    );
   const n = Number(m[1]);
   const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "ms") as "ms" | "s" | "m" | "h"];
   return Math.round(n * mult);
@@ -34,7 +37,11 @@ export function parseSize(value: string | number, setting: string): number {
 }
 
 /** The one parser for `host:port` (IPv6 as `[::1]:53`). */
-export function parseHostPort(value: string, setting: string, defaultPort?: number): { host: string; port: number } {
+export function parseHostPort(
+  value: string,
+  setting: string,
+  defaultPort?: number,
+): { host: string; port: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(value) ?? /^([^:]+)(?::(\d+))?$/.exec(value);
   const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
   if (!m || !m[1] || port === undefined || !Number.isInteger(port) || port < 0 || port > 65535)

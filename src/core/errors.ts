@@ -10,7 +10,12 @@ export class IkontainerError extends Error {
   /** CLI exit code when this error ends a command. */
   readonly exitCode: number;
 
-  constructor(code: string, kind: ErrorKind, message: string, options?: { cause?: unknown; exitCode?: number }) {
+  constructor(
+    code: string,
+    kind: ErrorKind,
+    message: string,
+    options?: { cause?: unknown; exitCode?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "IkontainerError";
     this.code = code;

@@ -21,7 +21,8 @@ export function requestIdFromObject(obj: Record<string, unknown>): string | unde
 }
 
 // `x-request-id=abc`, `request_id: "abc"`, `requestId=abc`, `X-Request-ID: abc` (any case).
-const KEY_VALUE = /(?:x[-_]?request[-_]?id|request[-_]?id|req[-_]?id)["']?\s*[=:]\s*["']?([A-Za-z0-9][A-Za-z0-9._:@/+-]*)/i;
+const KEY_VALUE =
+  /(?:x[-_]?request[-_]?id|request[-_]?id|req[-_]?id)["']?\s*[=:]\s*["']?([A-Za-z0-9][A-Za-z0-9._:@/+-]*)/i;
 
 // Envoy's default access log: [START_TIME] "METHOD PATH PROTO" CODE FLAGS RX TX DURATION UPSTREAM_TIME
 // "X-FORWARDED-FOR" "USER-AGENT" "X-REQUEST-ID" "AUTHORITY" "UPSTREAM_HOST" (newer versions append more).

@@ -82,6 +82,23 @@ export class AppendEncoder {
 export interface StructuredOptions {
   identity: Identity;
   requestIds: RequestIdExtractor;
+  /** Fields every record carries (pod, namespace, node, pod_ip from the Downward API); stream fields win. */
+  fields?: Readonly<Record<string, string>>;
+}
+
+/** Downward-API environment variables → record fields (documented in the README). */
+export function downwardFields(env: NodeJS.ProcessEnv): Record<string, string> {
+  const map: Record<string, string | undefined> = {
+    pod: env.POD_NAME,
+    namespace: env.POD_NAMESPACE,
+    node: env.NODE_NAME,
+    pod_ip: env.POD_IP,
+    host_ip: env.HOST_IP,
+    pod_uid: env.POD_UID,
+  };
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(map)) if (v) out[k] = v;
+  return out;
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {
@@ -90,7 +107,9 @@ function parseObject(text: string): Record<string, unknown> | undefined {
   if (text.charCodeAt(i) !== 123 /* { */) return undefined;
   try {
     const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+    return v !== null && typeof v === "object" && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -129,6 +148,7 @@ export function toStructured(line: LogLine, batch: LineBatch, opts: StructuredOp
   if (line.unterminated) rec.ikontainer_unterminated = true;
   if (!validUtf8) rec.ikontainer_invalid_utf8 = true;
   if (batch.stream.fields) for (const [k, v] of Object.entries(batch.stream.fields)) rec[k] ??= v;
+  if (opts.fields) for (const [k, v] of Object.entries(opts.fields)) rec[k] ??= v;
   return rec as StructuredRecord;
 }
 
