@@ -40,7 +40,8 @@ export const AGENT_SETTINGS: SettingDef[] = [
     key: "output",
     kind: "list",
     arg: "SINK",
-    description: "sink, repeatable: file:DIR | stdout (default: file:<state-dir>/store)",
+    description:
+      "sink, repeatable: file:DIR | stdout (default: store:<state-dir>/store, JSON lines for the query commands)",
   },
   {
     key: "format",
@@ -193,7 +194,7 @@ export function loadAgentConfig(
   const watch = (s.watch as string[] | undefined) ?? [];
   if (opts.tail && watch.length === 0)
     throw ERR_INVALID_SETTING("invalid --watch: give at least one folder to tail");
-  const output = (s.output as string[] | undefined) ?? [`file:${join(stateDir, "store")}`];
+  const output = (s.output as string[] | undefined) ?? [`store:${join(stateDir, "store")}`];
   return {
     ...(s as object),
     svc,

@@ -43,6 +43,12 @@ export const ERR_SYMLINK_ESCAPE = def("IKON_ERR_SYMLINK_ESCAPE", "io");
 export const ERR_SINK = def("IKON_ERR_SINK", "sink");
 /** A DNS update or query failed (RCODE, TSIG, timeout). */
 export const ERR_DNS = def("IKON_ERR_DNS", "dns");
+/** The DNS server answered an update or transfer with an error RCODE or TSIG error (message names zone, server, RCODE). */
+export const ERR_DNS_REJECTED = def("IKON_ERR_DNS_REJECTED", "dns");
+/** The DNS server could not be reached (connection refused, timeout). */
+export const ERR_DNS_UNREACHABLE = def("IKON_ERR_DNS_UNREACHABLE", "dns");
+/** A DNS name has no live instances (resolve, proxy, ambassador). */
+export const ERR_DNS_NOT_FOUND = def("IKON_ERR_DNS_NOT_FOUND", "dns");
 /** A query command could not answer (store missing, bad time). */
 export const ERR_QUERY = def("IKON_ERR_QUERY", "query");
 /** The child of `ikontainer exec` could not be started. */

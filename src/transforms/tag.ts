@@ -157,3 +157,12 @@ export function encodeJsonLines(batch: LineBatch, opts: StructuredOptions): Buff
   for (const line of batch.lines) out += `${JSON.stringify(toStructured(line, batch, opts))}\n`;
   return Buffer.from(out);
 }
+
+/** Bytes for line-oriented sinks (file, stdout) in the chosen format. */
+export type BatchEncoder = (batch: LineBatch) => Buffer;
+
+export function createEncoder(format: "append" | "json", opts: StructuredOptions): BatchEncoder {
+  if (format === "json") return (batch) => encodeJsonLines(batch, opts);
+  const enc = new AppendEncoder(opts.identity);
+  return (batch) => enc.encode(batch);
+}

@@ -1,0 +1,57 @@
+import { ERR_INVALID_SETTING } from "../core/errors.js";
+import type { BatchEncoder, StructuredOptions } from "../transforms/tag.js";
+import { createEncoder } from "../transforms/tag.js";
+import { FileSink } from "./file.js";
+import type { Sink } from "./sink.js";
+import { StreamSink } from "./stdout.js";
+
+export interface SinkFactoryContext {
+  format: "append" | "json";
+  structured: StructuredOptions;
+  stateDir: string;
+  /** Settings resolved for the command (sinks read their own keys, e.g. Elasticsearch auth). */
+  settings: Readonly<Record<string, unknown>>;
+}
+
+type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) => Sink | Promise<Sink>;
+
+/**
+ * `--output` specs → sinks. Prefix → factory; network sinks register here too.
+ * `store:DIR` is the embedded local store (a file sink that always writes JSON, for the query commands).
+ */
+const factories: Array<[prefix: string, make: Factory]> = [
+  ["file:", (spec, ctx, enc) => new FileSink(spec.slice(5), enc, ctx.stateDir)],
+  ["store:", (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured), ctx.stateDir)],
+  [
+    "stdout",
+    (spec, _ctx, enc) => {
+      if (spec !== "stdout") throw ERR_INVALID_SETTING(`invalid --output: "${spec}" (did you mean stdout?)`);
+      return new StreamSink("stdout", enc, process.stdout);
+    },
+  ],
+];
+
+export function registerSinkFactory(prefix: string, make: Factory): void {
+  factories.push([prefix, make]);
+}
+
+export const OUTPUT_HELP =
+  "file:DIR | store:DIR | stdout | fluentd://HOST:PORT | elasticsearch:http(s)://HOST:PORT";
+
+export async function createSinks(specs: readonly string[], ctx: SinkFactoryContext): Promise<Sink[]> {
+  const enc = createEncoder(ctx.format, ctx.structured);
+  const sinks: Sink[] = [];
+  for (const spec of specs) {
+    const f = factories.find(([p]) => spec.startsWith(p));
+    if (!f) throw ERR_INVALID_SETTING(`invalid --output: unknown sink "${spec}" (expected ${OUTPUT_HELP})`);
+    if (spec.startsWith("file:") && spec.length === 5)
+      throw ERR_INVALID_SETTING('invalid --output: "file:" needs a folder, e.g. file:/var/log/ikontainer');
+    sinks.push(await f[1](spec, ctx, enc));
+  }
+  const ids = new Set<string>();
+  for (const s of sinks) {
+    if (ids.has(s.id)) throw ERR_INVALID_SETTING(`invalid --output: ${s.id} is given twice`);
+    ids.add(s.id);
+  }
+  return sinks;
+}

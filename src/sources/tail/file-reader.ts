@@ -1,0 +1,166 @@
+import { createHash } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
+import type { LineBatch, LogLine, StreamInfo } from "../../core/record.js";
+import { metrics } from "../../observe/metrics.js";
+import { LineSplitter } from "../line-splitter.js";
+
+/** Bytes hashed to tell a reused inode number from the file we were reading. */
+export const FINGERPRINT_BYTES = 256;
+const MAX_CHUNK = 1024 * 1024;
+const MIN_CHUNK = 64 * 1024;
+
+export function fingerprint(buf: Buffer): string {
+  return createHash("sha256").update(buf).digest("hex").slice(0, 32);
+}
+
+/** Turns raw lines of a file into the lines the pipeline gets (node mode: CRI/Docker decoding). */
+export interface LineDecoder {
+  /** Decodes complete raw lines; may hold some back (e.g. CRI partial pieces) and return fewer. */
+  decode(lines: LogLine[]): LogLine[];
+  /** Offset of the first raw byte held back (so the checkpoint never passes it), or undefined. */
+  heldFrom(): number | undefined;
+  /** Emits whatever is held back (rotation, deletion, exit). */
+  flush(): LogLine[];
+}
+
+export type Submit = (batch: LineBatch, reader: FileReader) => Promise<void>;
+
+/**
+ * Reads one file identity (device + inode) from a checkpointed offset to its end, again and again as it grows.
+ * The descriptor stays open, so a renamed or deleted file is still read to its end.
+ */
+export class FileReader {
+  private splitter: LineSplitter;
+  private readPos: number;
+  private running: Promise<void> | undefined;
+  private again = false;
+  /** Set when the file was renamed away or deleted: read to the end, linger, then finish. */
+  detachedAt: number | undefined;
+  lastGrowth = Date.now();
+  finished = false;
+  closed = false;
+  fp: string | undefined;
+  fpLen = 0;
+  knownSize = 0;
+
+  constructor(
+    readonly inputId: string,
+    readonly stream: StreamInfo,
+    private readonly fh: FileHandle,
+    offset: number,
+    part: number,
+    private readonly maxLineBytes: number,
+    private readonly submit: Submit,
+    private readonly decoder?: LineDecoder,
+  ) {
+    this.splitter = new LineSplitter(maxLineBytes, offset, part);
+    this.readPos = offset;
+  }
+
+  /** First byte not yet handed to the sinks (what the checkpoint records). */
+  get offset(): number {
+    const held = this.decoder?.heldFrom();
+    return held === undefined ? this.splitter.offset : Math.min(held, this.splitter.offset);
+  }
+
+  get lagBytes(): number {
+    return Math.max(0, this.knownSize - this.offset);
+  }
+
+  get position(): number {
+    return this.readPos;
+  }
+
+  /** Reads the first bytes and records their digest (called at open and while the file is still short). */
+  async updateFingerprint(): Promise<void> {
+    if (this.fpLen >= FINGERPRINT_BYTES) return;
+    const buf = Buffer.alloc(FINGERPRINT_BYTES);
+    const { bytesRead } = await this.fh.read(buf, 0, FINGERPRINT_BYTES, 0);
+    if (bytesRead > this.fpLen) {
+      this.fp = fingerprint(buf.subarray(0, bytesRead));
+      this.fpLen = bytesRead;
+    }
+  }
+
+  /** Schedules a read to the current end; concurrent calls coalesce. */
+  kick(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.drain().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async drain(): Promise<void> {
+    do {
+      this.again = false;
+      for (;;) {
+        if (this.closed) return;
+        const want = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.knownSize - this.readPos));
+        const buf = Buffer.allocUnsafe(want);
+        const { bytesRead } = await this.fh.read(buf, 0, want, this.readPos);
+        if (bytesRead === 0) break;
+        this.readPos += bytesRead;
+        if (this.readPos > this.knownSize) this.knownSize = this.readPos;
+        this.lastGrowth = Date.now();
+        if (this.fpLen < FINGERPRINT_BYTES) await this.updateFingerprint();
+        let lines = this.splitter.push(buf.subarray(0, bytesRead));
+        if (this.decoder) lines = this.decoder.decode(lines);
+        if (lines.length > 0 || this.decoder) await this.emit(lines);
+      }
+    } while (this.again);
+  }
+
+  private async emit(lines: LogLine[], unterminated = false): Promise<void> {
+    let pieces = 0;
+    for (const l of lines) if (l.part !== undefined) pieces++;
+    if (pieces) metrics.longLinePieces.inc(pieces);
+    if (unterminated) metrics.unterminated.inc(lines.length);
+    const batch: LineBatch = {
+      stream: this.stream,
+      lines,
+      inputId: this.inputId,
+      endOffset: this.offset,
+      endPart: this.splitter.pieces,
+      readAt: Date.now(),
+    };
+    await this.submit(batch, this);
+  }
+
+  /** Copytruncate: the file shrank below what we read. Emit what was pending, restart at 0. */
+  async truncated(): Promise<void> {
+    await this.running;
+    await this.flushPending();
+    this.splitter.reset(0);
+    this.readPos = 0;
+    this.fp = undefined;
+    this.fpLen = 0;
+    await this.emit([]);
+  }
+
+  private async flushPending(): Promise<void> {
+    let lines = this.splitter.flush();
+    if (this.decoder) lines = [...this.decoder.decode(lines), ...this.decoder.flush()];
+    if (lines.length > 0) await this.emit(lines, true);
+  }
+
+  /** After the linger: read what is left, emit the unterminated last line, mark finished. */
+  async finish(): Promise<void> {
+    await this.kick();
+    await this.flushPending();
+    this.finished = true;
+    await this.emit([]);
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.running;
+    this.closed = true;
+    await this.fh.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,391 @@
+import type { Stats } from "node:fs";
+import { lstat, open, readdir, realpath, stat } from "node:fs/promises";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { type FSWatcher, watch } from "chokidar";
+import picomatch from "picomatch";
+import type { CheckpointStore } from "../../core/checkpoint.js";
+import { errorMessage } from "../../core/errors.js";
+import type { LineBatch, StreamInfo } from "../../core/record.js";
+import type { Logger } from "../../observe/logger.js";
+import { metrics } from "../../observe/metrics.js";
+import { FINGERPRINT_BYTES, FileReader, fingerprint, type LineDecoder } from "./file-reader.js";
+
+export interface TailerOptions {
+  roots: readonly string[];
+  include: readonly string[];
+  exclude: readonly string[];
+  maxLineBytes: number;
+  lingerMs: number;
+  pollMs: number;
+  readFrom: "head" | "tail";
+  checkpoints: CheckpointStore;
+  log: Logger;
+  /** Hands a batch to the pipeline; resolves when every sink accepted it (backpressure). */
+  submit: (
+    batch: LineBatch,
+    input: { stream: string; path: string; fp?: string; fpLen?: number; finished?: boolean },
+  ) => Promise<void>;
+  /** Node mode: per-file stream identity (CUID/svc/fields per container instance). */
+  streamFor?: (info: StreamInfo) => StreamInfo;
+  /** Node mode: per-file decoder (CRI / Docker json-file). */
+  decoderFor?: (info: StreamInfo) => LineDecoder | undefined;
+  /** Reads at once, at most (bounds memory with thousands of files). */
+  maxConcurrentReads?: number;
+}
+
+const idOf = (st: Stats) => `${st.dev}:${st.ino}`;
+
+/**
+ * Watches folders recursively and keeps one FileReader per file identity (device + inode), never per name:
+ * - a name that now points to another inode means its old file was rotated away: the old reader reads to the
+ *   end, lingers, emits its unterminated last line and finishes; the new file starts at 0 on the same stream;
+ * - an inode already read under one name is never read again under another (rename rotation);
+ * - a file smaller than what was read was truncated (copytruncate): it restarts at 0;
+ * - a deleted file is read to its end through the open descriptor.
+ * chokidar events trigger checks; a periodic rescan of known files is the safety net for missed events.
+ */
+export class Tailer {
+  private readonly roots: string[];
+  private readonly isIncluded: (rel: string) => boolean;
+  private readonly isExcluded: (rel: string) => boolean;
+  private readonly byInode = new Map<string, FileReader>();
+  private readonly byPath = new Map<string, FileReader>();
+  private readonly opening = new Map<string, Promise<void>>();
+  private readonly reported = new Set<string>();
+  private readonly finishedInodes = new Set<string>();
+  private watcher: FSWatcher | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private initialScanDone = false;
+  private stopped = false;
+  private active = 0;
+  private readonly waiters: Array<() => void> = [];
+  ready = false;
+
+  constructor(private readonly opts: TailerOptions) {
+    this.roots = opts.roots.map((r) => resolve(r));
+    this.isIncluded = picomatch(opts.include as string[], { dot: true });
+    this.isExcluded = opts.exclude.length ? picomatch(opts.exclude as string[], { dot: true }) : () => false;
+  }
+
+  get filesOpen(): number {
+    return this.byInode.size;
+  }
+
+  lagBytes(): number {
+    let n = 0;
+    for (const r of this.byInode.values()) n += r.lagBytes;
+    return n;
+  }
+
+  private rootOf(path: string): number {
+    return this.roots.findIndex((r) => path === r || path.startsWith(r + sep));
+  }
+
+  private wanted(path: string): { root: number; rel: string } | undefined {
+    const root = this.rootOf(path);
+    if (root < 0) return undefined;
+    const rel = relative(this.roots[root]!, path);
+    if (!rel || !this.isIncluded(rel) || this.isExcluded(rel)) return undefined;
+    return { root, rel };
+  }
+
+  private reportOnce(key: string, kind: string, msg: string, extra: Record<string, unknown>): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    metrics.errors.inc({ kind });
+    this.opts.log.warn({ kind, ...extra }, msg);
+  }
+
+  async start(): Promise<void> {
+    for (const r of this.roots) {
+      const st = await stat(r).catch(() => undefined);
+      if (!st?.isDirectory())
+        this.opts.log.warn(
+          { folder: r },
+          "watched folder does not exist (yet); files created there later are picked up",
+        );
+    }
+    const ignored = (path: string, st?: Stats): boolean => {
+      if (!st || st.isDirectory()) return false;
+      return this.wanted(path) === undefined && !st.isSymbolicLink();
+    };
+    this.watcher = watch(this.roots as string[], {
+      ignored,
+      followSymlinks: false,
+      atomic: false,
+      ignoreInitial: false,
+      persistent: true,
+    });
+    const check = (p: string) => void this.check(p);
+    this.watcher.on("add", check).on("change", check).on("unlink", check);
+    this.watcher.on("error", (e) => {
+      metrics.errors.inc({ kind: "watch" });
+      this.opts.log.warn({ err: errorMessage(e) }, "watcher error");
+    });
+    await new Promise<void>((res) => this.watcher!.once("ready", () => res()));
+    await Promise.all(this.opening.values());
+    this.initialScanDone = true;
+    await this.resumeRotatedFromCheckpoint();
+    this.ready = true;
+    this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
+    this.poller.unref();
+  }
+
+  /** Runs `fn` with a slot of the read semaphore. */
+  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    const max = this.opts.maxConcurrentReads ?? 32;
+    while (this.active >= max) await new Promise<void>((r) => this.waiters.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiters.shift()?.();
+    }
+  }
+
+  private kick(r: FileReader): void {
+    void this.withSlot(() => r.kick()).catch((e) => this.readFailed(r, e));
+  }
+
+  private readFailed(r: FileReader, e: unknown): void {
+    if (this.stopped) return;
+    metrics.errors.inc({ kind: "read" });
+    this.opts.log.error(
+      { path: r.stream.path, err: errorMessage(e) },
+      "reading failed; will retry on the next change",
+    );
+  }
+
+  /** Decides what a path's current state means. Serialised per path. */
+  check(path: string): Promise<void> {
+    const prev = this.opening.get(path) ?? Promise.resolve();
+    const next = prev
+      .then(() => this.checkNow(path))
+      .catch((e) => {
+        metrics.errors.inc({ kind: "read" });
+        this.opts.log.error({ path, err: errorMessage(e) }, "check failed");
+      });
+    this.opening.set(path, next);
+    void next.finally(() => {
+      if (this.opening.get(path) === next) this.opening.delete(path);
+    });
+    return next;
+  }
+
+  private async checkNow(path: string): Promise<void> {
+    if (this.stopped) return;
+    const where = this.wanted(path);
+    if (!where) return;
+    let st: Stats;
+    try {
+      const l = await lstat(path);
+      if (l.isSymbolicLink()) {
+        const target = await realpath(path);
+        if (this.rootOf(target) < 0) {
+          this.reportOnce(
+            `symlink:${path}`,
+            "symlink_escape",
+            "symlink leads outside the watched folders; not followed",
+            {
+              path,
+              target,
+              code: "IKON_ERR_SYMLINK_ESCAPE",
+            },
+          );
+          return;
+        }
+      }
+      st = l.isSymbolicLink() ? await stat(path) : l;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return this.gone(path);
+      this.reportOnce(`stat:${path}`, code === "EACCES" ? "permission" : "read", "cannot stat file", {
+        path,
+        err: errorMessage(e),
+      });
+      return;
+    }
+    if (!st.isFile()) return;
+    const id = idOf(st);
+    const bound = this.byPath.get(path);
+    if (bound && bound.inputId !== id) {
+      metrics.rotations.inc({ kind: "rename" });
+      this.detach(bound);
+      this.byPath.delete(path);
+    }
+    let r = this.byInode.get(id);
+    if (!r) {
+      if (this.finishedInodes.has(id)) return;
+      const opened = await this.openReader(path, where.root, where.rel, id, st);
+      if (!opened) return;
+      r = opened;
+    }
+    if (r.stream.path !== path) return; // the same file under a second name (rename rotation, hard link): read once
+    r.knownSize = st.size;
+    if (st.size < r.position) {
+      metrics.rotations.inc({ kind: "truncate" });
+      this.opts.log.info({ path }, "file shrank (copytruncate): reading it again from the start");
+      await r.truncated();
+    }
+    this.kick(r);
+  }
+
+  private async openReader(
+    path: string,
+    root: number,
+    rel: string,
+    id: string,
+    st: Stats,
+  ): Promise<FileReader | undefined> {
+    let fh;
+    try {
+      fh = await open(path, "r");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      this.reportOnce(
+        `open:${id}`,
+        code === "EACCES" || code === "EPERM" ? "permission" : "read",
+        "cannot open file; skipping it",
+        {
+          path,
+          err: errorMessage(e),
+          code: "IKON_ERR_SOURCE_READ",
+        },
+      );
+      return undefined;
+    }
+    this.reported.delete(`open:${id}`);
+    const cp = this.opts.checkpoints.input(id);
+    let offset = 0;
+    let part = 0;
+    let resumed = false;
+    if (cp) {
+      // Same inode number: is it still the same file? Compare the digest of its first bytes.
+      const len = cp.fpLen ?? 0;
+      const buf = Buffer.alloc(len);
+      const { bytesRead } = len ? await fh.read(buf, 0, len, 0) : { bytesRead: 0 };
+      if (len === 0 || (bytesRead === len && fingerprint(buf) === cp.fp)) {
+        if (cp.finished) {
+          this.finishedInodes.add(id);
+          await fh.close();
+          return undefined;
+        }
+        offset = cp.offset;
+        part = cp.part;
+        resumed = true;
+      } else {
+        this.opts.checkpoints.forget(id);
+      }
+    }
+    if (!resumed && !this.initialScanDone && this.opts.readFrom === "tail") offset = st.size;
+    let info: StreamInfo = { key: `file:${root}:${rel}`, path, relPath: rel, channel: "file" };
+    if (this.opts.streamFor) info = this.opts.streamFor(info);
+    const r = new FileReader(
+      id,
+      info,
+      fh,
+      offset,
+      part,
+      this.opts.maxLineBytes,
+      (batch, reader) =>
+        this.opts.submit(batch, {
+          stream: reader.stream.key,
+          path: reader.stream.path,
+          fp: reader.fp,
+          fpLen: reader.fpLen,
+          finished: reader.finished || undefined,
+        }),
+      this.opts.decoderFor?.(info),
+    );
+    r.knownSize = st.size;
+    if (offset > 0 && st.size >= FINGERPRINT_BYTES) await r.updateFingerprint();
+    else if (offset > 0) await r.updateFingerprint();
+    this.byInode.set(id, r);
+    this.byPath.set(path, r);
+    metrics.filesWatched.set(this.byInode.size);
+    if (offset > st.size) {
+      metrics.rotations.inc({ kind: "truncate" });
+      await r.truncated();
+    }
+    return r;
+  }
+
+  private gone(path: string): void {
+    const r = this.byPath.get(path);
+    if (!r) return;
+    metrics.rotations.inc({ kind: "delete" });
+    this.byPath.delete(path);
+    this.detach(r);
+  }
+
+  private detach(r: FileReader): void {
+    if (r.detachedAt === undefined) r.detachedAt = Date.now();
+    this.kick(r);
+  }
+
+  /** Finishes a reader: final read, unterminated last line, checkpoint `finished`, close. */
+  private async finishReader(r: FileReader): Promise<void> {
+    await this.withSlot(() => r.finish());
+    this.byInode.delete(r.inputId);
+    if (this.byPath.get(r.stream.path) === r) this.byPath.delete(r.stream.path);
+    this.finishedInodes.add(r.inputId);
+    metrics.filesWatched.set(this.byInode.size);
+  }
+
+  private async poll(): Promise<void> {
+    if (this.stopped) return;
+    const now = Date.now();
+    for (const path of [...this.byPath.keys()]) void this.check(path);
+    for (const r of [...this.byInode.values()]) {
+      if (r.detachedAt === undefined) continue;
+      this.kick(r);
+      if (now - Math.max(r.detachedAt, r.lastGrowth) >= this.opts.lingerMs && !r.finished) {
+        void this.finishReader(r).catch((e) => this.readFailed(r, e));
+      }
+    }
+    this.opts.checkpoints && metrics.lagBytes.set(this.lagBytes());
+  }
+
+  /**
+   * After a restart, a file that was being read when the agent died may have been rotated to a name we do not
+   * include (app.log → app.log.1). Look for its inode next to its old name and finish reading it.
+   */
+  private async resumeRotatedFromCheckpoint(): Promise<void> {
+    const pending = Object.entries(this.opts.checkpoints.inputs()).filter(
+      ([id, s]) => !s.finished && !this.byInode.has(id),
+    );
+    for (const [id, s] of pending) {
+      const dir = dirname(s.path);
+      const names = await readdir(dir).catch(() => [] as string[]);
+      let found = false;
+      for (const name of names) {
+        const p = join(dir, name);
+        const st = await stat(p).catch(() => undefined);
+        if (!st?.isFile() || idOf(st) !== id) continue;
+        const root = this.rootOf(s.path);
+        if (root < 0) break;
+        const r = await this.openReader(p, root, relative(this.roots[root]!, s.path), id, st);
+        if (r) {
+          this.byPath.delete(p);
+          r.detachedAt = Date.now();
+          this.kick(r);
+          found = true;
+        }
+        break;
+      }
+      if (!found) this.opts.checkpoints.forget(id);
+    }
+  }
+
+  /** Stops watching, reads every open file to its current end, and closes them (SIGTERM). */
+  async stop(drain = true): Promise<void> {
+    this.stopped = true;
+    if (this.poller) clearInterval(this.poller);
+    await this.watcher?.close();
+    await Promise.allSettled(this.opening.values());
+    const readers = [...this.byInode.values()];
+    if (drain) await Promise.allSettled(readers.map((r) => this.withSlot(() => r.kick())));
+    await Promise.allSettled(readers.map((r) => r.close()));
+  }
+}
