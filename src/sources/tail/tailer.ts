@@ -1,5 +1,5 @@
 import type { Stats } from "node:fs";
-import { lstat, open, readdir, realpath, stat } from "node:fs/promises";
+import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
 import picomatch from "picomatch";
@@ -238,7 +238,7 @@ export class Tailer {
     id: string,
     st: Stats,
   ): Promise<FileReader | undefined> {
-    let fh;
+    let fh: FileHandle;
     try {
       fh = await open(path, "r");
     } catch (e) {
