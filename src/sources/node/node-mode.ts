@@ -1,0 +1,208 @@
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { NodeConfig } from "../../config/node.js";
+import { errorMessage } from "../../core/errors.js";
+import type { StreamInfo } from "../../core/record.js";
+import type { Logger } from "../../observe/logger.js";
+import type { LineDecoder } from "../tail/file-reader.js";
+import { CriDecoder } from "./cri.js";
+import { type ContainerCuid, ContainerCuidStore } from "./cuids.js";
+import { DockerJsonDecoder } from "./docker.js";
+import { type PodMeta, PodWatcher } from "./kube.js";
+import {
+  type ContainerLogPath,
+  DOCKER_LOG_INCLUDE,
+  POD_LOG_INCLUDE,
+  parseDockerLogPath,
+  parsePodLogPath,
+} from "./paths.js";
+
+export interface NodeModeOptions {
+  node: NodeConfig;
+  stateDir: string;
+  cuidVersion: 4 | 7;
+  maxLineBytes: number;
+  log: Logger;
+  /** Called once per new container instance (the CUID ledger entry). */
+  onInstance?: (entry: ContainerCuid) => void;
+}
+
+type Fields = Record<string, string | number>;
+
+/**
+ * `run --mode node` (the DaemonSet): what the tailer needs to read a node's container logs.
+ * - roots/include: kubelet's pod log folder (and Docker's containers folder when configured);
+ * - `streamFor`: each file's container instance → its own CUID (made locally, kept in the state dir),
+ *   svc `<container>.<namespace>.<cluster-domain>` and fields namespace/pod/pod_uid/container/restart/node;
+ * - `decoderFor`: CRI or Docker json-file decoding (joins split lines, keeps stream and runtime timestamp);
+ * - optional enrichment with pod_ip and labels from the API server, applied to the streams' fields in place.
+ */
+export class NodeMode {
+  readonly roots: string[];
+  readonly include: string[];
+  readonly cuids: ContainerCuidStore;
+  private readonly watcher: PodWatcher | undefined;
+  /** Field objects of open streams, by pod UID, updated in place when the API server tells us more. */
+  private readonly fieldsByPod = new Map<string, Set<Fields>>();
+  private readonly missingSince = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: NodeModeOptions) {
+    const { node } = opts;
+    this.roots = [resolve(node.podLogDir)];
+    this.include = [...POD_LOG_INCLUDE];
+    if (node.dockerLogDir) {
+      this.roots.push(resolve(node.dockerLogDir));
+      this.include.push(...DOCKER_LOG_INCLUDE);
+    }
+    this.cuids = new ContainerCuidStore(opts.stateDir, opts.cuidVersion);
+    if (node.kubeEnrich && node.kubeApiUrl && node.nodeName) {
+      this.watcher = new PodWatcher({
+        url: node.kubeApiUrl,
+        nodeName: node.nodeName,
+        ...(node.kubeTokenFile ? { tokenFile: node.kubeTokenFile } : {}),
+        ...(node.kubeCaFile && node.kubeApiUrl.startsWith("https:") ? { caFile: node.kubeCaFile } : {}),
+        onPod: (pod) => this.enrichPod(pod),
+        onError: (e) => opts.log.warn({ err: errorMessage(e) }, "pod watch failed; retrying"),
+      });
+    }
+  }
+
+  /** Starts the pod watch (enrichment only; lines flow without it) and the state-file sweeper. */
+  async start(): Promise<void> {
+    if (this.watcher) {
+      await this.watcher.start().catch((e: unknown) => {
+        this.opts.log.warn(
+          { err: errorMessage(e), node: this.opts.node.nodeName },
+          "cannot list this node's pods; lines are sent without pod_ip/labels until the API server answers",
+        );
+      });
+    }
+    const every = Math.max(1000, Math.min(60_000, Math.floor(this.opts.node.forgetAfter / 4)));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    await this.watcher?.stop();
+    this.cuids.close();
+  }
+
+  /** Which container instance a file belongs to, from its root and relative path. */
+  private parse(info: StreamInfo): ContainerLogPath | undefined {
+    const root = Number(info.key.split(":")[1]);
+    return root === 0 ? parsePodLogPath(info.relPath) : parseDockerLogPath(info.relPath);
+  }
+
+  readonly streamFor = (info: StreamInfo): StreamInfo => {
+    const p = this.parse(info);
+    if (!p) return info; // not a container log file: tailed as a plain file with the agent's own identity
+    const { entry, created } = this.cuids.cuidFor(p);
+    const fields: Fields = {};
+    let svc: string;
+    if (p.kind === "pod") {
+      fields.namespace = p.namespace;
+      fields.pod = p.pod;
+      fields.pod_uid = p.podUid;
+      fields.container = p.container;
+      fields.restart = p.restart;
+      svc = `${p.container}.${p.namespace}.${this.opts.node.clusterDomain}`;
+      this.trackPodFields(p.podUid, fields);
+    } else {
+      fields.container_id = p.containerId;
+      const name = dockerName(info.path);
+      if (name) fields.container = name;
+      svc = name ?? p.containerId.slice(0, 12);
+    }
+    if (this.opts.node.nodeName) fields.node = this.opts.node.nodeName;
+    if (created) {
+      this.opts.log.info({ cuid: entry.cuid, ...fields, path: info.path }, "new container instance");
+      this.opts.onInstance?.(entry);
+    }
+    return { ...info, cuid: entry.cuid, svc, fields };
+  };
+
+  readonly decoderFor = (info: StreamInfo): LineDecoder | undefined => {
+    const p = this.parse(info);
+    if (!p) return undefined;
+    const o = { maxLineBytes: this.opts.maxLineBytes };
+    // kubelet's files are CRI; with the (removed) dockershim they were links to Docker json-file logs.
+    if (p.kind === "docker" || startsWithBrace(info.path)) return new DockerJsonDecoder(o);
+    return new CriDecoder(o);
+  };
+
+  private trackPodFields(uid: string, fields: Fields): void {
+    let set = this.fieldsByPod.get(uid);
+    if (!set) {
+      set = new Set();
+      this.fieldsByPod.set(uid, set);
+    }
+    set.add(fields);
+    const pod = this.watcher?.get(uid);
+    if (pod) applyPod(fields, pod);
+  }
+
+  private enrichPod(pod: PodMeta): void {
+    const set = this.fieldsByPod.get(pod.uid);
+    if (set) for (const f of set) applyPod(f, pod);
+  }
+
+  /** Forgets instances whose log file has been gone for `forgetAfter` (deleted pods, old restarts). */
+  sweep(now = Date.now()): number {
+    let forgotten = 0;
+    const { podLogDir, dockerLogDir, forgetAfter } = this.opts.node;
+    for (const e of [...this.cuids.all()]) {
+      const path =
+        e.pod_uid !== undefined
+          ? join(podLogDir, `${e.namespace}_${e.pod}_${e.pod_uid}`, String(e.container), `${e.restart}.log`)
+          : dockerLogDir && e.container_id
+            ? join(dockerLogDir, e.container_id, `${e.container_id}-json.log`)
+            : undefined;
+      if (!path || existsSync(path)) {
+        this.missingSince.delete(e.key);
+        continue;
+      }
+      const since = this.missingSince.get(e.key) ?? now;
+      this.missingSince.set(e.key, since);
+      if (now - since >= forgetAfter) {
+        this.cuids.forget(e.key);
+        this.missingSince.delete(e.key);
+        if (e.pod_uid) this.fieldsByPod.delete(e.pod_uid);
+        forgotten++;
+      }
+    }
+    return forgotten;
+  }
+}
+
+function applyPod(fields: Fields, pod: PodMeta): void {
+  if (pod.podIP) fields.pod_ip = pod.podIP;
+  for (const k of Object.keys(fields))
+    if (k.startsWith("labels.") && !(k.slice(7) in pod.labels)) delete fields[k];
+  for (const [k, v] of Object.entries(pod.labels)) fields[`labels.${k}`] = v;
+}
+
+/** Docker keeps the container's name in config.v2.json beside its log. */
+function dockerName(logPath: string): string | undefined {
+  try {
+    const cfg = JSON.parse(readFileSync(join(logPath, "..", "config.v2.json"), "utf8")) as { Name?: string };
+    return cfg.Name ? cfg.Name.replace(/^\//, "") : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A Docker json-file log starts with `{`; a CRI log with a digit (its timestamp). */
+function startsWithBrace(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const b = Buffer.alloc(1);
+    return readSync(fd, b, 0, 1, 0) === 1 && b[0] === 0x7b;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
