@@ -7,6 +7,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,
-    globalSetup: ["test/fixtures/global-setup.ts"],
+    globalSetup: ["test/fixtures/global-setup.ts", "test/fixtures/es-global-setup.ts"],
   },
 });

@@ -1,0 +1,162 @@
+#!/bin/sh
+# Fetches, starts and stops a single-node Elasticsearch for tests, benchmarks and the demo.
+#
+#   scripts/elasticsearch.sh fetch                 zip from Maven Central into .cache/elasticsearch, unpacked once
+#   scripts/elasticsearch.sh start PORT [DIR]      start a node on 127.0.0.1:PORT (data/logs/config in DIR), wait for yellow
+#   scripts/elasticsearch.sh stop DIR|PORT         stop it (SIGTERM, then SIGKILL after 30 s)
+#   scripts/elasticsearch.sh status DIR|PORT       exit 0 when the node answers
+#   scripts/elasticsearch.sh version               the Elasticsearch version this script runs
+#
+# Elasticsearch refuses to run as root: as root the node runs as the dedicated user `ikontainer-es` (created on
+# first use); as anyone else it runs as that user. Java 17 from the machine (ES_JAVA_HOME overrides).
+# Environment: IKONTAINER_ES_VERSION (8.19.2), IKONTAINER_ES_BASE (/var/tmp/ikontainer-es: unpacked distribution
+# and default node dirs, outside the work tree so the dedicated user can read it wherever the repo lives),
+# IKONTAINER_ES_HEAP (512m).
+set -eu
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+VERSION=${IKONTAINER_ES_VERSION:-8.19.2}
+BASE=${IKONTAINER_ES_BASE:-/var/tmp/ikontainer-es}
+HEAP=${IKONTAINER_ES_HEAP:-512m}
+ES_USER=ikontainer-es
+CACHE=$REPO/.cache/elasticsearch
+ZIP=$CACHE/elasticsearch-$VERSION.zip
+HOME_DIR=$BASE/elasticsearch-$VERSION
+ARTIFACT=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$VERSION:zip
+
+log() { echo "elasticsearch.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+fetch() {
+  if [ ! -s "$ZIP" ]; then
+    mkdir -p "$CACHE"
+    command -v mvn >/dev/null 2>&1 || die "mvn is not installed (apt-get install maven), needed to fetch $ARTIFACT"
+    log "fetching $ARTIFACT"
+    mvn -q dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" -Dmdep.overWriteIfNewer=true ||
+      die "could not fetch $ARTIFACT from Maven Central"
+  fi
+  if [ ! -x "$HOME_DIR/bin/elasticsearch" ]; then
+    mkdir -p "$BASE"
+    chmod 755 "$BASE"
+    tmp=$(mktemp -d "$BASE/unpack.XXXXXX")
+    unzip -q "$ZIP" -d "$tmp"
+    chmod -R a+rX "$tmp"
+    # rename is atomic: two racing fetches both end with a complete distribution
+    mv "$tmp/elasticsearch-$VERSION" "$HOME_DIR" 2>/dev/null || true
+    rm -rf "$tmp"
+    [ -x "$HOME_DIR/bin/elasticsearch" ] || die "unpacking $ZIP failed"
+  fi
+}
+
+java_home() {
+  if [ -n "${ES_JAVA_HOME:-}" ]; then echo "$ES_JAVA_HOME"; return; fi
+  for d in /usr/lib/jvm/java-17-openjdk-* /usr/lib/jvm/java-17-* /usr/lib/jvm/*17*; do
+    [ -x "$d/bin/java" ] && { echo "$d"; return; }
+  done
+  j=$(command -v java) || die "no Java 17 found (apt-get install openjdk-17-jre-headless)"
+  dirname "$(dirname "$(readlink -f "$j")")"
+}
+
+ensure_user() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  id "$ES_USER" >/dev/null 2>&1 && return 0
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$ES_USER" 2>/dev/null ||
+    id "$ES_USER" >/dev/null 2>&1 || die "cannot create user $ES_USER"
+}
+
+as_es() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$ES_USER" -- "$@"; else "$@"; fi
+}
+
+node_dir() {
+  case "$1" in
+    */*) echo "$1" ;;
+    *[!0-9]*) die "expected a port or a node dir, got '$1'" ;;
+    *) echo "$BASE/node-$1" ;;
+  esac
+}
+
+healthy() {
+  curl -fsS -m 5 "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=4s" >/dev/null 2>&1
+}
+
+start() {
+  port=${1:?usage: start PORT [DIR]}
+  dir=$(node_dir "${2:-$port}")
+  fetch
+  ensure_user
+  mkdir -p "$dir/config" "$dir/data" "$dir/logs"
+  [ -f "$dir/config/elasticsearch.yml" ] || cp -R "$HOME_DIR/config/." "$dir/config/"
+  cat >"$dir/config/elasticsearch.yml" <<EOF
+cluster.name: ikontainer-test
+node.name: node-$port
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $port
+transport.port: 0
+path.data: $dir/data
+path.logs: $dir/logs
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+xpack.security.enabled: false
+EOF
+  if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$dir"; fi
+  echo "$port" >"$dir/port"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    healthy "$port" && { log "already running on 127.0.0.1:$port"; return 0; }
+  fi
+  rm -f "$dir/pid"
+  log "starting Elasticsearch $VERSION on 127.0.0.1:$port (heap $HEAP, dir $dir)"
+  # jvm.options names logs/ relative to the distribution, which the dedicated user cannot write
+  sed -i "s#file=logs/#file=$dir/logs/#; s#-XX:ErrorFile=logs/#-XX:ErrorFile=$dir/logs/#; s#-XX:HeapDumpPath=data#-XX:HeapDumpPath=$dir/data#" \
+    "$dir/config/jvm.options"
+  (cd "$dir" && as_es env ES_JAVA_HOME="$(java_home)" ES_PATH_CONF="$dir/config" \
+    ES_JAVA_OPTS="-Xms$HEAP -Xmx$HEAP ${ES_JAVA_OPTS_EXTRA:-}" \
+    "$HOME_DIR/bin/elasticsearch" -d -p "$dir/pid") >"$dir/start.out" 2>&1 ||
+    { cat "$dir/start.out" >&2; tail -n 40 "$dir/logs/ikontainer-test.log" >&2 2>/dev/null; die "start failed"; }
+  i=0
+  while ! healthy "$port"; do
+    i=$((i + 1))
+    if [ "$i" -gt 240 ]; then
+      tail -n 40 "$dir/logs/ikontainer-test.log" >&2 2>/dev/null || true
+      die "not yellow on 127.0.0.1:$port after 120 s"
+    fi
+    sleep 0.5
+  done
+  log "ready on http://127.0.0.1:$port (pid $(cat "$dir/pid"))"
+}
+
+stop() {
+  dir=$(node_dir "${1:?usage: stop DIR|PORT}")
+  [ -f "$dir/pid" ] || { log "not running ($dir/pid missing)"; return 0; }
+  pid=$(cat "$dir/pid")
+  kill "$pid" 2>/dev/null || true
+  i=0
+  while kill -0 "$pid" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -gt 300 ] && { kill -9 "$pid" 2>/dev/null || true; break; }
+    sleep 0.1
+  done
+  rm -f "$dir/pid"
+}
+
+status() {
+  dir=$(node_dir "${1:?usage: status DIR|PORT}")
+  [ -f "$dir/port" ] || exit 1
+  healthy "$(cat "$dir/port")"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  fetch) fetch ;;
+  start) start "$@" ;;
+  stop) stop "$@" ;;
+  status) status "$@" ;;
+  version) echo "$VERSION" ;;
+  *)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac

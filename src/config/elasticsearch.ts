@@ -1,0 +1,147 @@
+import { readFileSync } from "node:fs";
+import type { ClientOptions } from "@elastic/elasticsearch";
+import { ERR_INVALID_SETTING } from "../core/errors.js";
+import type { SettingDef } from "./settings.js";
+
+/**
+ * Elasticsearch settings: the connection (shared by the sink, the ledger and the query commands) and the
+ * sink's own. Secrets come from files (`--es-api-key-file`, `--es-password-file`) or from the environment
+ * (`IKONTAINER_ES_API_KEY`, `IKONTAINER_ES_PASSWORD`), never from flags (they would show in `ps`), and are
+ * never logged.
+ */
+export const ES_CONNECTION_SETTINGS: SettingDef[] = [
+  {
+    key: "esApiKeyFile",
+    kind: "string",
+    arg: "FILE",
+    description: "file holding an Elasticsearch API key (base64 id:key); or set IKONTAINER_ES_API_KEY",
+  },
+  {
+    key: "esUsername",
+    kind: "string",
+    arg: "USER",
+    description: "Elasticsearch basic-auth user (password from --es-password-file or IKONTAINER_ES_PASSWORD)",
+  },
+  {
+    key: "esPasswordFile",
+    kind: "string",
+    arg: "FILE",
+    description: "file holding the basic-auth password",
+  },
+  {
+    key: "esCaFile",
+    kind: "string",
+    arg: "FILE",
+    description: "PEM file with the CA that signed the Elasticsearch server certificate",
+  },
+  {
+    key: "esRequestTimeout",
+    kind: "duration",
+    arg: "DURATION",
+    default: 30_000,
+    description: "timeout of one Elasticsearch request",
+  },
+];
+
+export const ES_SINK_SETTINGS: SettingDef[] = [
+  ...ES_CONNECTION_SETTINGS,
+  {
+    key: "esIndexPrefix",
+    kind: "string",
+    arg: "PREFIX",
+    default: "ikontainer-logs",
+    description: "daily indices are PREFIX-YYYY.MM.DD (the names fluent-plugin-elasticsearch writes)",
+  },
+  {
+    key: "esFlushBytes",
+    kind: "size",
+    arg: "SIZE",
+    default: 5 * 1024 * 1024,
+    description: "largest bulk request body",
+  },
+  {
+    key: "esConcurrency",
+    kind: "int",
+    arg: "N",
+    default: 2,
+    description: "bulk requests in flight at once",
+  },
+  {
+    key: "esRetryTimeout",
+    kind: "duration",
+    arg: "DURATION",
+    default: 30_000,
+    description: "how long the sink retries a batch (backoff) before handing it back to the pipeline",
+  },
+  {
+    key: "esDeadLetter",
+    kind: "string",
+    arg: "FILE",
+    description:
+      "JSON-lines file for documents Elasticsearch rejects, with the reason (default: <state-dir>/dead-letter/elasticsearch.jsonl)",
+  },
+];
+
+export interface EsConnection {
+  node: string;
+  auth?: { apiKey: string } | { username: string; password: string };
+  ca?: string;
+  requestTimeout: number;
+}
+
+function readSecret(path: string, setting: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (e) {
+    throw ERR_INVALID_SETTING(
+      `invalid ${setting}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code}`,
+    );
+  }
+}
+
+/** Checks the URL and gathers auth and CA from resolved settings (see ES_CONNECTION_SETTINGS) and env. */
+export function esConnection(
+  url: string,
+  s: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv = process.env,
+  setting = "--es",
+): EsConnection {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw ERR_INVALID_SETTING(`invalid ${setting}: expected http(s)://HOST:PORT (got "${redactUrl(url)}")`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+    throw ERR_INVALID_SETTING(`invalid ${setting}: expected http(s)://HOST:PORT (got "${redactUrl(url)}")`);
+  const conn: EsConnection = { node: url, requestTimeout: (s.esRequestTimeout as number) ?? 30_000 };
+  const apiKey = s.esApiKeyFile
+    ? readSecret(s.esApiKeyFile as string, "--es-api-key-file")
+    : env.IKONTAINER_ES_API_KEY;
+  if (apiKey) conn.auth = { apiKey };
+  else if (s.esUsername) {
+    const password = s.esPasswordFile
+      ? readSecret(s.esPasswordFile as string, "--es-password-file")
+      : env.IKONTAINER_ES_PASSWORD;
+    if (password === undefined)
+      throw ERR_INVALID_SETTING(
+        "invalid --es-username: no password; give --es-password-file or set IKONTAINER_ES_PASSWORD",
+      );
+    conn.auth = { username: s.esUsername as string, password };
+  }
+  if (s.esCaFile) conn.ca = readSecret(s.esCaFile as string, "--es-ca-file");
+  return conn;
+}
+
+/** Options for `new Client()`: the sink and the queries retry themselves, so the client does not. */
+export function clientOptions(conn: EsConnection): ClientOptions {
+  const o: ClientOptions = { node: conn.node, requestTimeout: conn.requestTimeout, maxRetries: 0 };
+  if (conn.auth) o.auth = conn.auth;
+  if (conn.ca) o.tls = { ca: conn.ca };
+  return o;
+}
+
+/** The URL without user:password, for ids, logs and messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, "$1");
+}

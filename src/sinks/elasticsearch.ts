@@ -1,0 +1,399 @@
+import { createHash } from "node:crypto";
+import { mkdir, open } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { Client, errors as esErrors } from "@elastic/elasticsearch";
+import { Counter } from "prom-client";
+import { clientOptions, type EsConnection, esConnection, redactUrl } from "../config/elasticsearch.js";
+import { ERR_INVALID_SETTING, ERR_SINK, errorMessage } from "../core/errors.js";
+import type { LineBatch } from "../core/record.js";
+import { registry } from "../observe/metrics.js";
+import { type StructuredOptions, streamIdentity, toStructured } from "../transforms/tag.js";
+import { DEFAULT_LOGS_PREFIX, dailyIndex, logsIndexTemplate } from "./elasticsearch-schema.js";
+import type { Sink, SinkReceipt } from "./sink.js";
+
+/**
+ * Elasticsearch sink: bulk `create` requests into daily indices, with a deterministic `_id` per line, so a
+ * batch sent twice (retry, crash before the checkpoint, replay) is stored once: ES answers 409 for a line it
+ * already holds, which counts as stored.
+ *
+ * Batches from concurrent `write` calls are packed into bulk requests of up to `flushBytes`, with up to
+ * `concurrency` requests in flight. A write resolves when every one of its lines was stored or, when ES
+ * rejected the line itself (mapping conflict, bad value), written with the reason to the dead-letter file
+ * (fsynced). Whole-request failures (ES down, 429, 5xx) and per-item 429/5xx are retried with exponential
+ * backoff; after `retryTimeout` without success the write rejects and the pipeline retries the batch.
+ */
+
+export interface ElasticsearchSinkOptions {
+  connection: EsConnection;
+  structured: StructuredOptions;
+  deadLetterPath: string;
+  indexPrefix?: string;
+  flushBytes?: number;
+  concurrency?: number;
+  retryTimeout?: number;
+  retryInitialDelay?: number;
+  retryMaxDelay?: number;
+  /** Called with warnings (ES unreachable, rejections); never receives secrets. */
+  onWarn?: (msg: string, fields: Record<string, unknown>) => void;
+}
+
+const esMetrics = {
+  requests: new Counter({
+    name: "ikontainer_es_bulk_requests_total",
+    help: "Bulk requests sent to Elasticsearch, by outcome (ok, failed)",
+    labelNames: ["outcome"],
+    registers: [registry],
+  }),
+  retriedDocs: new Counter({
+    name: "ikontainer_es_retried_docs_total",
+    help: "Documents sent again after a failed request or a 429/5xx item",
+    registers: [registry],
+  }),
+  deadLettered: new Counter({
+    name: "ikontainer_es_dead_lettered_total",
+    help: "Documents Elasticsearch rejected, written to the dead-letter file",
+    registers: [registry],
+  }),
+  duplicates: new Counter({
+    name: "ikontainer_es_duplicate_docs_total",
+    help: "Documents Elasticsearch already held (409 on create): a replay that stored nothing twice",
+    registers: [registry],
+  }),
+};
+
+/** The `_id` of a line: CUID, stream, input identity, byte offset, piece, and a digest of the bytes. */
+export function documentId(
+  cuid: string,
+  batch: LineBatch,
+  offset: number,
+  part: number | undefined,
+  bytes: Buffer,
+): string {
+  // The content digest keeps a new file that reuses an inode number from colliding with an old one.
+  return createHash("sha1")
+    .update(`${cuid}\u0000${batch.stream.key}\u0000${batch.inputId}\u0000${offset}\u0000${part ?? 0}\u0000`)
+    .update(bytes)
+    .digest("base64url");
+}
+
+interface Job {
+  total: number;
+  done: number;
+  failed: boolean;
+  deadline: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+interface Item {
+  job: Job;
+  id: string;
+  index: string;
+  /** Action line + source line, newline-terminated. */
+  ndjson: string;
+  bytes: number;
+  source: string;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class ElasticsearchSink implements Sink {
+  readonly id: string;
+  private readonly client: Client;
+  private readonly prefix: string;
+  private readonly flushBytes: number;
+  private readonly concurrency: number;
+  private readonly retryTimeout: number;
+  private readonly retryInitial: number;
+  private readonly retryMax: number;
+  private readonly pending: Item[] = [];
+  private inFlight = 0;
+  private failures = 0;
+  private pausedUntil = 0;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private templateReady = false;
+  private templateInstalling: Promise<void> | undefined;
+  private closed = false;
+  private readonly jobs = new Set<Job>();
+
+  constructor(private readonly opts: ElasticsearchSinkOptions) {
+    this.id = `elasticsearch:${redactUrl(opts.connection.node)}`;
+    this.client = new Client(clientOptions(opts.connection));
+    this.prefix = opts.indexPrefix ?? DEFAULT_LOGS_PREFIX;
+    this.flushBytes = opts.flushBytes ?? 5 * 1024 * 1024;
+    this.concurrency = Math.max(1, opts.concurrency ?? 2);
+    this.retryTimeout = opts.retryTimeout ?? 30_000;
+    this.retryInitial = opts.retryInitialDelay ?? 200;
+    this.retryMax = opts.retryMaxDelay ?? 10_000;
+  }
+
+  write(batch: LineBatch): Promise<SinkReceipt | undefined> {
+    if (this.closed) return Promise.reject(ERR_SINK(`${this.id}: sink is closed`));
+    if (batch.lines.length === 0) return Promise.resolve(undefined);
+    const cuid = streamIdentity(batch.stream, this.opts.structured.identity).cuid;
+    return new Promise<SinkReceipt | undefined>((resolve, reject) => {
+      const job: Job = {
+        total: batch.lines.length,
+        done: 0,
+        failed: false,
+        deadline: Date.now() + this.retryTimeout,
+        resolve: () => resolve(undefined),
+        reject,
+      };
+      const items: Item[] = new Array(batch.lines.length);
+      let i = 0;
+      for (const line of batch.lines) {
+        const rec = toStructured(line, batch, this.opts.structured) as Record<string, unknown>;
+        rec.ikontainer_offset = line.offset;
+        const id = documentId(cuid, batch, line.offset, line.part, line.bytes);
+        const index = dailyIndex(this.prefix, rec["@timestamp"] as string);
+        const source = JSON.stringify(rec);
+        const ndjson = `{"create":{"_index":"${index}","_id":"${id}"}}\n${source}\n`;
+        items[i++] = { job, id, index, ndjson, bytes: Buffer.byteLength(ndjson), source };
+      }
+      this.jobs.add(job);
+      for (const it of items) this.pending.push(it);
+      this.pump();
+    });
+  }
+
+  private backoff(): number {
+    const base = Math.min(this.retryMax, this.retryInitial * 2 ** Math.min(this.failures, 16));
+    return Math.round(base * (0.75 + Math.random() * 0.5));
+  }
+
+  /** Sends pending items while there is room in flight and ES is not backing off. */
+  private pump(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    if (now < this.pausedUntil) {
+      this.wakeAt(this.pausedUntil);
+      return;
+    }
+    this.expireJobs(now);
+    while (this.inFlight < this.concurrency && this.pending.length > 0) {
+      const items: Item[] = [];
+      let size = 0;
+      while (this.pending.length > 0) {
+        const it = this.pending[0]!;
+        if (it.job.failed) {
+          this.pending.shift();
+          continue;
+        }
+        if (items.length > 0 && size + it.bytes > this.flushBytes) break;
+        this.pending.shift();
+        items.push(it);
+        size += it.bytes;
+      }
+      if (items.length === 0) break;
+      this.inFlight++;
+      void this.send(items).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private wakeAt(t: number): void {
+    if (this.wakeTimer) return;
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.pump();
+      },
+      Math.max(0, t - Date.now()),
+    );
+  }
+
+  /** Jobs past their retry deadline are handed back to the pipeline (rejected); their items are skipped. */
+  private expireJobs(now: number): void {
+    for (const job of this.jobs) {
+      if (!job.failed && job.done < job.total && now > job.deadline) {
+        this.failJob(
+          job,
+          ERR_SINK(
+            `${this.id}: not accepted within ${this.retryTimeout} ms (Elasticsearch unreachable or busy)`,
+          ),
+        );
+      }
+    }
+  }
+
+  private failJob(job: Job, e: unknown): void {
+    if (job.failed) return;
+    job.failed = true;
+    this.jobs.delete(job);
+    job.reject(e);
+  }
+
+  private complete(item: Item): void {
+    const job = item.job;
+    if (job.failed) return;
+    if (++job.done === job.total) {
+      this.jobs.delete(job);
+      job.resolve();
+    }
+  }
+
+  private async ensureTemplate(): Promise<void> {
+    if (this.templateReady) return;
+    this.templateInstalling ??= this.client.indices
+      .putIndexTemplate({ name: this.prefix, ...logsIndexTemplate(this.prefix) } as never)
+      .then(() => {
+        this.templateReady = true;
+      })
+      .finally(() => {
+        this.templateInstalling = undefined;
+      });
+    await this.templateInstalling;
+  }
+
+  private requeue(items: Item[], why: string): void {
+    this.failures++;
+    const delay = this.backoff();
+    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + delay);
+    esMetrics.retriedDocs.inc(items.length);
+    this.opts.onWarn?.("Elasticsearch did not accept documents; retrying", {
+      sink: this.id,
+      docs: items.length,
+      err: why,
+      retryInMs: delay,
+    });
+    // retried items go first: they are the oldest
+    this.pending.unshift(...items.filter((it) => !it.job.failed));
+  }
+
+  private async send(items: Item[]): Promise<void> {
+    let body = "";
+    for (const it of items) body += it.ndjson;
+    let resp: {
+      errors: boolean;
+      items?: Array<Record<string, { status: number; error?: { type?: string; reason?: string } }>>;
+    };
+    try {
+      await this.ensureTemplate();
+      resp = (await this.client.bulk({
+        body,
+        filter_path: "errors,items.*.status,items.*.error.type,items.*.error.reason",
+      } as never)) as typeof resp;
+    } catch (e) {
+      esMetrics.requests.inc({ outcome: "failed" });
+      if (this.closed) return;
+      this.requeue(items, describeError(e));
+      return;
+    }
+    esMetrics.requests.inc({ outcome: "ok" });
+    if (!resp.errors) {
+      this.failures = 0;
+      for (const it of items) this.complete(it);
+      return;
+    }
+    const retry: Item[] = [];
+    const dead: Array<{ item: Item; status: number; error: { type?: string; reason?: string } }> = [];
+    const done: Item[] = [];
+    const results = resp.items ?? [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const r = results[i] ? Object.values(results[i]!)[0] : undefined;
+      if (!r) retry.push(it);
+      else if (r.status >= 200 && r.status < 300) done.push(it);
+      else if (r.status === 409) {
+        esMetrics.duplicates.inc();
+        done.push(it);
+      } else if (r.status === 429 || r.status >= 500) retry.push(it);
+      else dead.push({ item: it, status: r.status, error: r.error ?? {} });
+    }
+    if (dead.length > 0) {
+      try {
+        await this.deadLetter(dead);
+        esMetrics.deadLettered.inc(dead.length);
+        for (const d of dead) done.push(d.item);
+        this.opts.onWarn?.("Elasticsearch rejected documents; written to the dead-letter file", {
+          sink: this.id,
+          docs: dead.length,
+          file: this.opts.deadLetterPath,
+          reason: dead[0]!.error.reason,
+        });
+      } catch (e) {
+        // cannot record the rejection durably: the batch is not accepted
+        for (const d of dead) this.failJob(d.item.job, ERR_SINK(`${this.id}: ${errorMessage(e)}`, e));
+      }
+    }
+    for (const it of done) this.complete(it);
+    if (retry.length > 0) this.requeue(retry, "bulk items answered 429/5xx");
+    else this.failures = 0;
+  }
+
+  private async deadLetter(
+    dead: Array<{ item: Item; status: number; error: { type?: string; reason?: string } }>,
+  ): Promise<void> {
+    const path = this.opts.deadLetterPath;
+    await mkdir(dirname(path), { recursive: true });
+    const at = new Date().toISOString();
+    let text = "";
+    for (const d of dead) {
+      text += `${JSON.stringify({
+        at,
+        sink: this.id,
+        index: d.item.index,
+        _id: d.item.id,
+        status: d.status,
+        error_type: d.error.type,
+        reason: d.error.reason,
+        document: JSON.parse(d.item.source),
+      })}\n`;
+    }
+    const fh = await open(path, "a");
+    try {
+      await fh.write(text);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    for (const job of [...this.jobs])
+      this.failJob(job, ERR_SINK(`${this.id}: closed before Elasticsearch accepted`));
+    this.pending.length = 0;
+    // wait briefly for requests in flight so the socket closes cleanly
+    for (let i = 0; i < 50 && this.inFlight > 0; i++) await sleep(20);
+    await this.client.close();
+  }
+}
+
+function describeError(e: unknown): string {
+  if (e instanceof esErrors.ResponseError) return `HTTP ${e.statusCode}: ${e.message.slice(0, 300)}`;
+  if (e instanceof esErrors.ConnectionError) return `connection error: ${e.message}`;
+  if (e instanceof esErrors.TimeoutError) return "request timed out";
+  return errorMessage(e);
+}
+
+/** `--output elasticsearch:http(s)://HOST:PORT` → a sink (settings from ES_SINK_SETTINGS, already resolved). */
+export function elasticsearchSinkFromSpec(
+  spec: string,
+  ctx: { structured: StructuredOptions; stateDir: string; settings: Readonly<Record<string, unknown>> },
+  onWarn?: ElasticsearchSinkOptions["onWarn"],
+): ElasticsearchSink {
+  const url = spec.replace(/^elasticsearch:/, "");
+  if (url === "")
+    throw ERR_INVALID_SETTING(
+      "invalid --output: elasticsearch: needs a URL, e.g. elasticsearch:http://127.0.0.1:9200",
+    );
+  const s = ctx.settings;
+  const opts: ElasticsearchSinkOptions = {
+    connection: esConnection(url, s, process.env, "--output"),
+    structured: ctx.structured,
+    deadLetterPath:
+      (s.esDeadLetter as string | undefined) ?? join(ctx.stateDir, "dead-letter", "elasticsearch.jsonl"),
+  };
+  if (s.esIndexPrefix !== undefined) opts.indexPrefix = s.esIndexPrefix as string;
+  if (s.esFlushBytes !== undefined) opts.flushBytes = s.esFlushBytes as number;
+  if (s.esConcurrency !== undefined) opts.concurrency = s.esConcurrency as number;
+  if (s.esRetryTimeout !== undefined) opts.retryTimeout = s.esRetryTimeout as number;
+  if (onWarn) opts.onWarn = onWarn;
+  return new ElasticsearchSink(opts);
+}
