@@ -1,7 +1,9 @@
 import type { Command } from "commander";
 import { AGENT_SETTINGS, loadAgentConfig, TAIL_SETTINGS } from "../config/agent.js";
+import { loadNodeConfig, NODE_SETTINGS, type NodeConfig } from "../config/node.js";
 import { resolveSettings } from "../config/settings.js";
 import { errorMessage } from "../core/errors.js";
+import { NodeMode } from "../sources/node/node-mode.js";
 import { Tailer } from "../sources/tail/tailer.js";
 import {
   addAgentOptions,
@@ -22,24 +24,42 @@ export function registerRun(program: Command): void {
     )
     .addHelpText(
       "after",
-      "\nExample:\n  ikontainer run --watch /var/log/app --output file:/var/log/stamped --state-dir /var/lib/ikontainer --svc web",
+      "\nExample:\n  ikontainer run --watch /var/log/app --output file:/var/log/stamped --state-dir /var/lib/ikontainer --svc web" +
+        "\n  ikontainer run --mode node --output stdout --state-dir /var/lib/ikontainer   (DaemonSet: /var/log/pods, one CUID per container instance)",
     );
-  addAgentOptions(cmd, TAIL_SETTINGS).action(async (flags: Record<string, unknown>) => {
-    const config = loadAgentConfig(flags, { tail: true });
-    const settings = resolveSettings([...AGENT_SETTINGS, ...TAIL_SETTINGS, ...EXTRA_AGENT_SETTINGS], flags);
-    await runAgent(config, settings);
-  });
+  addAgentOptions(cmd, [...TAIL_SETTINGS, ...NODE_SETTINGS]).action(
+    async (flags: Record<string, unknown>) => {
+      const defs = [...AGENT_SETTINGS, ...TAIL_SETTINGS, ...EXTRA_AGENT_SETTINGS, ...NODE_SETTINGS];
+      const node = loadNodeConfig(flags, process.env, defs);
+      const config = loadAgentConfig(flags, { tail: true, node: node.mode === "node" });
+      const settings = resolveSettings(defs, flags);
+      await runAgent(config, settings, node);
+    },
+  );
 }
 
 async function runAgent(
   config: ReturnType<typeof loadAgentConfig>,
   settings: Record<string, unknown>,
+  node: NodeConfig,
 ): Promise<void> {
   const parts = await startAgentCore(config, settings, { checkpoints: true, mode: "run" });
   const { pipeline, checkpoints, log } = parts;
+  // Node mode: kubelet's pod logs, a CUID per container instance, CRI / Docker decoding (src/sources/node).
+  const nodeMode =
+    node.mode === "node"
+      ? new NodeMode({
+          node,
+          stateDir: config.stateDir,
+          cuidVersion: config.cuidVersion,
+          maxLineBytes: config.maxLineBytes,
+          log,
+        })
+      : undefined;
   const tailer = new Tailer({
-    roots: config.watch,
-    include: config.include,
+    roots: nodeMode?.roots ?? config.watch,
+    include: nodeMode?.include ?? config.include,
+    ...(nodeMode ? { streamFor: nodeMode.streamFor, decoderFor: nodeMode.decoderFor } : {}),
     exclude: config.exclude,
     maxLineBytes: config.maxLineBytes,
     lingerMs: config.linger,
@@ -53,8 +73,9 @@ async function runAgent(
     log.error({ err: errorMessage(e) }, "checkpoint write failed"),
   );
   await startObserve(parts, () => tailer.ready);
+  await nodeMode?.start();
   await tailer.start();
-  log.info({ watch: config.watch, files: tailer.filesOpen }, "tailing");
+  log.info({ watch: nodeMode?.roots ?? config.watch, files: tailer.filesOpen }, "tailing");
 
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -78,6 +99,7 @@ async function runAgent(
       void (async () => {
         try {
           await tailer.stop(true);
+          await nodeMode?.stop();
           await pipeline.close();
           checkpoints!.stop();
           await runStopHooks(parts);

@@ -173,12 +173,17 @@ export function svcFromEnv(env: NodeJS.ProcessEnv): string | undefined {
 
 export function loadAgentConfig(
   flags: Record<string, unknown>,
-  opts: { tail: boolean; env?: NodeJS.ProcessEnv },
+  opts: {
+    tail: boolean;
+    env?: NodeJS.ProcessEnv;
+    /** Node mode (src/config/node.ts): no --watch needed, svc is per container. */
+    node?: boolean;
+  },
 ): AgentConfig {
   const env = opts.env ?? process.env;
   const defs = opts.tail ? [...AGENT_SETTINGS, ...TAIL_SETTINGS] : AGENT_SETTINGS;
   const s = resolveSettings(defs, flags, env);
-  const svc = (s.svc as string | undefined) ?? svcFromEnv(env);
+  const svc = (s.svc as string | undefined) ?? svcFromEnv(env) ?? (opts.node ? "ikontainer-node" : undefined);
   if (!svc)
     throw ERR_INVALID_SETTING(
       "invalid --svc: no service name; pass --svc NAME or set IKONTAINER_SERVICE (and POD_NAMESPACE) from the Downward API",
@@ -192,7 +197,7 @@ export function loadAgentConfig(
   }
   const stateDir = s.stateDir as string;
   const watch = (s.watch as string[] | undefined) ?? [];
-  if (opts.tail && watch.length === 0)
+  if (opts.tail && watch.length === 0 && !opts.node)
     throw ERR_INVALID_SETTING("invalid --watch: give at least one folder to tail");
   const output = (s.output as string[] | undefined) ?? [`store:${join(stateDir, "store")}`];
   return {

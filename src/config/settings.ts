@@ -75,8 +75,9 @@ export function addSettingOptions(cmd: Command, defs: readonly SettingDef[]): Co
     const opt = new Option(flags, `${def.description}${dflt} [env ${envName(def.key)}]`);
     if (def.kind === "list") opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     if (def.kind === "enum" && def.choices) opt.choices(def.choices as string[]);
-    if (def.kind === "bool") cmd.addOption(new Option(`--no-${kebab(def.key)}`).hideHelp());
     cmd.addOption(opt);
+    // After the positive flag: a `--no-` flag registered first would make commander default the value to true.
+    if (def.kind === "bool") cmd.addOption(new Option(`--no-${kebab(def.key)}`).hideHelp());
   }
   cmd.option("--config <file>", "YAML config file with the same settings (kebab-case or camelCase keys)");
   return cmd;
