@@ -2,6 +2,7 @@ import { ERR_INVALID_SETTING } from "../core/errors.js";
 import type { BatchEncoder, StructuredOptions } from "../transforms/tag.js";
 import { createEncoder } from "../transforms/tag.js";
 import { FileSink } from "./file.js";
+import { createFluentdSink } from "./fluentd.js";
 import type { Sink } from "./sink.js";
 import { StreamSink } from "./stdout.js";
 
@@ -29,6 +30,7 @@ const factories: Array<[prefix: string, make: Factory]> = [
       return new StreamSink("stdout", enc, process.stdout);
     },
   ],
+  ["fluentd://", (spec, ctx) => createFluentdSink(spec, ctx)],
 ];
 
 export function registerSinkFactory(prefix: string, make: Factory): void {

@@ -1,0 +1,697 @@
+import { createHash } from "node:crypto";
+import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import { Counter, Gauge } from "prom-client";
+import { ERR_SINK, ERR_STATE_DIR, errorMessage } from "../core/errors.js";
+import type { LineBatch, LogLine, StreamInfo } from "../core/record.js";
+import type { Logger } from "../observe/logger.js";
+import { silentLogger } from "../observe/logger.js";
+import { registry } from "../observe/metrics.js";
+import type { Sink, SinkReceipt } from "./sink.js";
+
+/**
+ * A durable, bounded queue on disk in front of a network sink (Fluent Bit's filesystem buffer idea).
+ *
+ * `write()` appends the batch to a segment file and fsyncs it (group commit), then resolves: the batch is
+ * accepted as soon as it is on disk, so the pipeline's checkpoint moves on while the destination is down.
+ * A background sender reads the queue in order, hands it to the inner sink, and only after the inner sink
+ * accepted records the new read position in `delivered.log` and deletes finished segments.
+ *
+ * Bounded: when the undelivered bytes would exceed `maxBytes`, `write()` waits (the pipeline stops reading)
+ * instead of dropping. Restart-safe: undelivered entries are sent again after a restart (at-least-once to
+ * the inner sink). After `kill -9`, lines whose input offset was not checkpointed are read again by the
+ * source; `recover()` learns from the receipts which queue entries those are and skips such lines when they
+ * come back, so they are neither lost nor queued twice.
+ */
+
+export interface BufferOptions {
+  /** Folder of this sink's queue (one folder per sink). */
+  dir: string;
+  /** Upper bound of undelivered bytes on disk; `write()` waits when it is reached. */
+  maxBytes: number;
+  /** Segment files roll over at this size. */
+  segmentBytes?: number;
+  /** Most bytes handed to the inner sink in one round. */
+  sendBytes?: number;
+  /** Retry backoff of the sender. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** How long `close()` keeps delivering before leaving the rest on disk for the next start. */
+  drainOnCloseMs?: number;
+  /** fdatasync after appends and delivery records (off only for benchmarks of the format itself). */
+  fsync?: boolean;
+  log?: Logger;
+}
+
+/** A line's place in its input: (offset, part), part 0 for whole lines. */
+type Pos = [offset: number, part: number];
+const cmp = (a: Pos, b: Pos): number => a[0] - b[0] || a[1] - b[1];
+const posOf = (l: LogLine): Pos => [l.offset, l.part ?? 0];
+
+interface Entry {
+  /** Queue position of the frame's first byte and of the byte after it. */
+  start: number;
+  end: number;
+  batch: LineBatch;
+}
+
+interface Segment {
+  base: number;
+  /** Bytes of complete frames in the file. */
+  size: number;
+  path: string;
+}
+
+const MAGIC = 0x494b4231; // "IKB1"
+const FRAME_HEAD = 12;
+const SEG_RE = /^(\d{20})\.seg$/;
+
+const gaugeBytes = new Gauge({
+  name: "ikontainer_buffer_bytes",
+  help: "Bytes in the on-disk buffer not yet accepted by the destination",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+const gaugeFull = new Gauge({
+  name: "ikontainer_buffer_full",
+  help: "1 while the on-disk buffer is at --buffer-max-bytes and reading is paused (backpressure)",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+const counterRetries = new Counter({
+  name: "ikontainer_buffer_retries_total",
+  help: "Delivery rounds from the on-disk buffer that failed and were retried",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+const counterRejections = new Counter({
+  name: "ikontainer_buffer_rejections_total",
+  help: "Batches the destination did not accept (connection refused, no ack, error reply); they stay queued",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+const counterDelivered = new Counter({
+  name: "ikontainer_buffer_delivered_lines_total",
+  help: "Lines delivered from the on-disk buffer to the destination",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+const counterBlocked = new Counter({
+  name: "ikontainer_buffer_blocked_writes_total",
+  help: "Writes that had to wait because the on-disk buffer was full",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+const counterSkipped = new Counter({
+  name: "ikontainer_buffer_reread_lines_skipped_total",
+  help: "Lines read again after a crash that were already queued or delivered, and were not queued twice",
+  labelNames: ["sink"],
+  registers: [registry],
+});
+
+// ---- frame encoding -------------------------------------------------------------------------------------
+
+interface LineMeta {
+  n: number;
+  o: number;
+  pt?: number;
+  pa?: true;
+  u?: true;
+  t?: number;
+  tt?: string;
+  c?: "stdout" | "stderr";
+}
+
+interface FrameHeader {
+  s: StreamInfo;
+  i: string;
+  e: number;
+  p: number;
+  r: number;
+  l: LineMeta[];
+}
+
+export function encodeFrame(batch: LineBatch): Buffer {
+  const l: LineMeta[] = batch.lines.map((x) => {
+    const m: LineMeta = { n: x.bytes.length, o: x.offset };
+    if (x.part !== undefined) m.pt = x.part;
+    if (x.partial) m.pa = true;
+    if (x.unterminated) m.u = true;
+    if (x.time !== undefined) m.t = x.time;
+    if (x.timeText !== undefined) m.tt = x.timeText;
+    if (x.channel !== undefined) m.c = x.channel;
+    return m;
+  });
+  const header: FrameHeader = {
+    s: batch.stream,
+    i: batch.inputId,
+    e: batch.endOffset,
+    p: batch.endPart,
+    r: batch.readAt,
+    l,
+  };
+  const h = Buffer.from(JSON.stringify(header));
+  let bodyLen = 0;
+  for (const x of batch.lines) bodyLen += x.bytes.length;
+  const payloadLen = 4 + h.length + bodyLen;
+  const out = Buffer.allocUnsafe(FRAME_HEAD + payloadLen);
+  out.writeUInt32BE(MAGIC, 0);
+  out.writeUInt32BE(payloadLen, 4);
+  out.writeUInt32BE(h.length, FRAME_HEAD);
+  h.copy(out, FRAME_HEAD + 4);
+  let at = FRAME_HEAD + 4 + h.length;
+  for (const x of batch.lines) at += x.bytes.copy(out, at);
+  out.writeUInt32BE(crc32(out.subarray(FRAME_HEAD)), 8);
+  return out;
+}
+
+function decodePayload(payload: Buffer): LineBatch {
+  const hLen = payload.readUInt32BE(0);
+  const h = JSON.parse(payload.subarray(4, 4 + hLen).toString("utf8")) as FrameHeader;
+  let at = 4 + hLen;
+  const lines: LogLine[] = h.l.map((m) => {
+    const line: LogLine = { bytes: payload.subarray(at, at + m.n), offset: m.o };
+    at += m.n;
+    if (m.pt !== undefined) line.part = m.pt;
+    if (m.pa) line.partial = true;
+    if (m.u) line.unterminated = true;
+    if (m.t !== undefined) line.time = m.t;
+    if (m.tt !== undefined) line.timeText = m.tt;
+    if (m.c !== undefined) line.channel = m.c;
+    return line;
+  });
+  return { stream: h.s, lines, inputId: h.i, endOffset: h.e, endPart: h.p, readAt: h.r };
+}
+
+/** Reads the complete, intact frames of a segment; stops at a torn or corrupt tail (returns its offset). */
+async function scanSegment(
+  path: string,
+): Promise<{ frames: Array<{ at: number; payload: Buffer }>; valid: number }> {
+  const data = await readFile(path);
+  const frames: Array<{ at: number; payload: Buffer }> = [];
+  let at = 0;
+  while (at + FRAME_HEAD <= data.length) {
+    if (data.readUInt32BE(at) !== MAGIC) break;
+    const len = data.readUInt32BE(at + 4);
+    if (at + FRAME_HEAD + len > data.length) break;
+    const payload = data.subarray(at + FRAME_HEAD, at + FRAME_HEAD + len);
+    if (crc32(payload) !== data.readUInt32BE(at + 8)) break;
+    frames.push({ at, payload });
+    at += FRAME_HEAD + len;
+  }
+  return { frames, valid: at };
+}
+
+/** Joins consecutive entries of the same input into one batch (fewer, larger deliveries). */
+function mergeEntries(entries: Entry[]): LineBatch[] {
+  const out: LineBatch[] = [];
+  for (const { batch } of entries) {
+    const last = out[out.length - 1];
+    if (last && last.inputId === batch.inputId && last.stream.key === batch.stream.key) {
+      last.lines.push(...batch.lines);
+      last.endOffset = batch.endOffset;
+      last.endPart = batch.endPart;
+      last.readAt = batch.readAt;
+    } else out.push({ ...batch, lines: [...batch.lines] });
+  }
+  return out;
+}
+
+/** Range of line positions per input covered by some entries. */
+type Ranges = Map<string, { lo: Pos; hi: Pos }>;
+function addRange(r: Ranges, inputId: string, lo: Pos, hi: Pos): void {
+  const cur = r.get(inputId);
+  if (!cur) r.set(inputId, { lo, hi });
+  else {
+    if (cmp(lo, cur.lo) < 0) cur.lo = lo;
+    if (cmp(hi, cur.hi) > 0) cur.hi = hi;
+  }
+}
+
+interface DeliveryRecord {
+  /** Queue position delivered up to (exclusive). */
+  pos: number;
+  /** Per input: [inputId, loOffset, loPart, hiOffset, hiPart, entryEnd] of what this round delivered. */
+  d: Array<[string, number, number, number, number, number]>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Folder name for a sink id (`fluentd://host:24224` → `fluentd-host-24224-<hash>`). */
+export function bufferDirName(sinkId: string): string {
+  const safe = sinkId.replace(/[^A-Za-z0-9.-]+/g, "-").slice(0, 60);
+  return `${safe}-${createHash("sha256").update(sinkId).digest("hex").slice(0, 8)}`;
+}
+
+export class BufferedSink implements Sink {
+  readonly id: string;
+  private readonly opts: Required<Omit<BufferOptions, "log">>;
+  private readonly log: Logger;
+  private segments: Segment[] = [];
+  private writer: FileHandle | undefined;
+  /** Position after the last durable frame. */
+  private endPos = 0;
+  /** First undelivered position. */
+  private cursor = 0;
+  /** Bytes appended or reserved but not delivered (the bounded quantity). */
+  private queued = 0;
+  private opened: Promise<void> | undefined;
+  private pending: Array<{ frame: Buffer; resolve: (end: number) => void; reject: (e: unknown) => void }> =
+    [];
+  private flushing = false;
+  private spaceWaiters: Array<() => void> = [];
+  private dataWaiter: (() => void) | undefined;
+  private sender: Promise<void> | undefined;
+  private closing = false;
+  private stopSender = false;
+  private deliveryLog: FileHandle | undefined;
+  private deliveryLogBytes = 0;
+  private deliveryRecords: DeliveryRecord[] = [];
+  /** After a crash: per input, line positions already queued/delivered past the checkpoint. */
+  private reread: Ranges = new Map();
+  private stopWait: (() => void) | undefined;
+
+  constructor(
+    readonly inner: Sink,
+    options: BufferOptions,
+  ) {
+    this.id = inner.id;
+    this.log = options.log ?? silentLogger;
+    this.opts = {
+      segmentBytes: 8 * 1024 * 1024,
+      sendBytes: 1024 * 1024,
+      retryMinMs: 200,
+      retryMaxMs: 30_000,
+      drainOnCloseMs: 5_000,
+      fsync: true,
+      ...options,
+    } as Required<Omit<BufferOptions, "log">>;
+    this.opts.segmentBytes = Math.max(4096, Math.min(this.opts.segmentBytes, this.opts.maxBytes));
+  }
+
+  /** Bytes queued on disk and not yet delivered. */
+  get bufferedBytes(): number {
+    return this.queued;
+  }
+
+  private open(): Promise<void> {
+    this.opened ??= this.doOpen();
+    return this.opened;
+  }
+
+  private async doOpen(): Promise<void> {
+    const dir = this.opts.dir;
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (e) {
+      throw ERR_STATE_DIR(`cannot create buffer folder ${dir}: ${errorMessage(e)}`, e);
+    }
+    // Where delivery got to, and what recent rounds delivered (for recover()).
+    const logPath = join(dir, "delivered.log");
+    let text = "";
+    try {
+      text = await readFile(logPath, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+        throw ERR_STATE_DIR(`cannot read ${logPath}: ${errorMessage(e)}`, e);
+    }
+    for (const line of text.split("\n")) {
+      if (!line) continue;
+      try {
+        this.deliveryRecords.push(JSON.parse(line) as DeliveryRecord);
+      } catch {
+        break; // torn last line after kill -9: the round it describes is delivered again (at-least-once)
+      }
+    }
+    const lastRecord = this.deliveryRecords[this.deliveryRecords.length - 1];
+    this.cursor = lastRecord?.pos ?? 0;
+    await this.rewriteDeliveryLog();
+
+    const names = (await readdir(dir)).filter((n) => SEG_RE.test(n)).sort();
+    for (const name of names) {
+      const base = Number(SEG_RE.exec(name)![1]);
+      const path = join(dir, name);
+      if (this.segments.length > 0 && base < this.endPos) {
+        await unlink(path); // overlaps a segment that is still valid: left over from a torn roll-over
+        continue;
+      }
+      const { valid } = await scanSegment(path);
+      const fh = await open(path, "r+");
+      try {
+        await fh.truncate(valid); // cut a torn frame left by a crash mid-append
+      } finally {
+        await fh.close();
+      }
+      if (base + valid <= this.cursor && base + valid > 0 && names.indexOf(name) < names.length - 1) {
+        await unlink(path); // fully delivered but not yet deleted when we stopped
+        continue;
+      }
+      this.segments.push({ base, size: valid, path });
+      this.endPos = base + valid;
+    }
+    if (this.segments.length === 0) this.endPos = Math.max(this.endPos, this.cursor);
+    if (this.cursor > this.endPos) this.cursor = this.endPos;
+    if (this.cursor < (this.segments[0]?.base ?? this.cursor)) this.cursor = this.segments[0]!.base;
+    this.queued = this.endPos - this.cursor;
+    gaugeBytes.set({ sink: this.id }, this.queued);
+    this.sender = this.runSender();
+  }
+
+  /**
+   * `state` holds, per input, the queue position after the last entry whose input offset was checkpointed.
+   * Entries past it (queued or already delivered) hold lines the source will read again: remember their
+   * line ranges so those lines are skipped instead of being queued a second time.
+   */
+  async recover(state: Readonly<Record<string, unknown>>): Promise<void> {
+    await this.open();
+    const checkpointed = (inputId: string): number => {
+      const v = state[inputId];
+      return typeof v === "number" ? v : -1;
+    };
+    for (const rec of this.deliveryRecords) {
+      for (const [inputId, loO, loP, hiO, hiP, end] of rec.d) {
+        if (end > checkpointed(inputId)) addRange(this.reread, inputId, [loO, loP], [hiO, hiP]);
+      }
+    }
+    for await (const e of this.entries(this.cursor, this.endPos)) {
+      const lines = e.batch.lines;
+      if (lines.length === 0 || e.end <= checkpointed(e.batch.inputId)) continue;
+      addRange(this.reread, e.batch.inputId, posOf(lines[0]!), posOf(lines[lines.length - 1]!));
+    }
+    if (this.reread.size > 0)
+      this.log.info(
+        { sink: this.id, inputs: this.reread.size },
+        "buffer: lines past the checkpoint are already queued; skipping them when read again",
+      );
+  }
+
+  private filterReread(batch: LineBatch): LineBatch {
+    const r = this.reread.get(batch.inputId);
+    if (!r) return batch;
+    const keep: LogLine[] = [];
+    let skipped = 0;
+    for (const l of batch.lines) {
+      const p = posOf(l);
+      if (cmp(p, r.lo) >= 0 && cmp(p, r.hi) <= 0) skipped++;
+      else keep.push(l);
+      if (cmp(p, r.hi) >= 0) this.reread.delete(batch.inputId);
+    }
+    if (skipped === 0) return batch;
+    counterSkipped.inc({ sink: this.id }, skipped);
+    return { ...batch, lines: keep };
+  }
+
+  async write(batch: LineBatch): Promise<SinkReceipt | undefined> {
+    if (this.closing) throw ERR_SINK(`${this.id}: buffer is closed`);
+    await this.open();
+    const b = this.filterReread(batch);
+    if (b.lines.length === 0) return undefined;
+    const frame = encodeFrame(b);
+    // Backpressure: wait for the sender to free space (a frame larger than the bound passes when empty).
+    if (this.queued > 0 && this.queued + frame.length > this.opts.maxBytes) {
+      counterBlocked.inc({ sink: this.id });
+      gaugeFull.set({ sink: this.id }, 1);
+      while (this.queued > 0 && this.queued + frame.length > this.opts.maxBytes) {
+        if (this.closing) throw ERR_SINK(`${this.id}: buffer closed while waiting for space`);
+        await new Promise<void>((r) => this.spaceWaiters.push(r));
+      }
+      gaugeFull.set({ sink: this.id }, 0);
+    }
+    this.queued += frame.length;
+    const end = await new Promise<number>((resolve, reject) => {
+      this.pending.push({ frame, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+    return { key: b.inputId, value: end };
+  }
+
+  /** Group commit: every frame waiting is written with one writev and one fdatasync. */
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const group = this.pending;
+        this.pending = [];
+        try {
+          let seg = this.segments[this.segments.length - 1];
+          if (!this.writer || !seg || seg.size >= this.opts.segmentBytes) {
+            await this.writer?.close();
+            const base = this.endPos;
+            const path = join(this.opts.dir, `${String(base).padStart(20, "0")}.seg`);
+            if (!seg || seg.size >= this.opts.segmentBytes || seg.base + seg.size !== base) {
+              seg = { base, size: 0, path };
+              this.segments.push(seg);
+            }
+            this.writer = await open(seg.path, "a");
+          }
+          const frames = group.map((g) => g.frame);
+          await this.writer.writev(frames);
+          if (this.opts.fsync) await this.writer.datasync();
+          for (const g of group) {
+            seg.size += g.frame.length;
+            this.endPos += g.frame.length;
+            g.resolve(this.endPos);
+          }
+          gaugeBytes.set({ sink: this.id }, this.queued);
+          this.dataWaiter?.();
+        } catch (e) {
+          for (const g of group) {
+            this.queued -= g.frame.length;
+            g.reject(
+              ERR_STATE_DIR(`${this.id}: cannot append to buffer in ${this.opts.dir}: ${errorMessage(e)}`, e),
+            );
+          }
+          // A failed append may have left a partial frame: start a fresh segment for the next one.
+          await this.writer?.close().catch(() => {});
+          this.writer = undefined;
+          const last = this.segments[this.segments.length - 1];
+          if (last)
+            await open(last.path, "r+")
+              .then(async (fh) => {
+                await fh.truncate(last.size);
+                await fh.close();
+              })
+              .catch(() => {});
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Reads entries in [from, to) from the segment files. */
+  private async *entries(
+    from: number,
+    to: number,
+    maxBytes = Number.POSITIVE_INFINITY,
+  ): AsyncGenerator<Entry> {
+    let pos = from;
+    let read = 0;
+    for (const seg of [...this.segments]) {
+      if (seg.base + seg.size <= pos) continue;
+      if (seg.base >= to) break;
+      if (pos < seg.base) pos = seg.base; // a gap left by a lost segment: continue at the next one
+      const fh = await open(seg.path, "r");
+      try {
+        while (pos < to && pos < seg.base + seg.size && read < maxBytes) {
+          const head = Buffer.alloc(FRAME_HEAD);
+          await fh.read(head, 0, FRAME_HEAD, pos - seg.base);
+          if (head.readUInt32BE(0) !== MAGIC)
+            throw ERR_SINK(`${this.id}: corrupt buffer segment ${seg.path} at ${pos - seg.base}`);
+          const len = head.readUInt32BE(4);
+          const payload = Buffer.allocUnsafe(len);
+          await fh.read(payload, 0, len, pos - seg.base + FRAME_HEAD);
+          const start = pos;
+          pos += FRAME_HEAD + len;
+          read += FRAME_HEAD + len;
+          yield { start, end: pos, batch: decodePayload(payload) };
+        }
+      } finally {
+        await fh.close();
+      }
+      if (read >= maxBytes) return;
+    }
+  }
+
+  private async runSender(): Promise<void> {
+    let delay = this.opts.retryMinMs;
+    let lastWarn = 0;
+    // Merged batches the inner sink already accepted in a round that failed elsewhere (not sent again).
+    let acceptedInRound = new Set<number>();
+    let roundStart = -1;
+    while (!this.stopSender) {
+      if (this.cursor >= this.endPos) {
+        if (this.closing) return;
+        await new Promise<void>((r) => {
+          this.dataWaiter = r;
+        });
+        this.dataWaiter = undefined;
+        continue;
+      }
+      const entries: Entry[] = [];
+      try {
+        for await (const e of this.entries(this.cursor, this.endPos, this.opts.sendBytes)) entries.push(e);
+      } catch (e) {
+        this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot read queued entries");
+        await this.pause(this.opts.retryMaxMs);
+        continue;
+      }
+      const end = entries[entries.length - 1]!.end;
+      if (roundStart !== this.cursor) {
+        acceptedInRound = new Set();
+        roundStart = this.cursor;
+      }
+      const batches = mergeEntries(entries);
+      const results = await Promise.allSettled(
+        batches.map((b, i) => (acceptedInRound.has(i) ? Promise.resolve(undefined) : this.inner.write(b))),
+      );
+      const failed = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+      if (failed.length > 0) {
+        results.forEach((r, i) => {
+          if (r.status === "fulfilled") acceptedInRound.add(i);
+        });
+        counterRetries.inc({ sink: this.id });
+        counterRejections.inc({ sink: this.id }, failed.length);
+        if (this.stopSender) return;
+        const now = Date.now();
+        if (now - lastWarn > 10_000) {
+          lastWarn = now;
+          this.log.warn(
+            {
+              sink: this.id,
+              err: errorMessage(failed[0]!.reason),
+              bufferedBytes: this.queued,
+              retryInMs: delay,
+            },
+            "destination did not accept buffered lines; keeping them on disk and retrying",
+          );
+        }
+        await this.pause(delay);
+        delay = Math.min(delay * 2, this.opts.retryMaxMs);
+        continue;
+      }
+      delay = this.opts.retryMinMs;
+      let lines = 0;
+      const d: DeliveryRecord["d"] = [];
+      const ranges: Ranges = new Map();
+      const lastEnd = new Map<string, number>();
+      for (const e of entries) {
+        const ls = e.batch.lines;
+        lines += ls.length;
+        if (ls.length === 0) continue;
+        addRange(ranges, e.batch.inputId, posOf(ls[0]!), posOf(ls[ls.length - 1]!));
+        lastEnd.set(e.batch.inputId, e.end);
+      }
+      for (const [id, r] of ranges) d.push([id, r.lo[0], r.lo[1], r.hi[0], r.hi[1], lastEnd.get(id)!]);
+      try {
+        await this.recordDelivery({ pos: end, d });
+      } catch (e) {
+        this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot record delivery progress");
+      }
+      this.cursor = end;
+      this.queued -= end - entries[0]!.start;
+      counterDelivered.inc({ sink: this.id }, lines);
+      gaugeBytes.set({ sink: this.id }, this.queued);
+      await this.dropDeliveredSegments();
+      const waiters = this.spaceWaiters;
+      this.spaceWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.stopWait = undefined;
+        resolve();
+      }, ms);
+      this.stopWait = () => {
+        clearTimeout(t);
+        this.stopWait = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private async dropDeliveredSegments(): Promise<void> {
+    while (this.segments.length > 1 && this.segments[1]!.base <= this.cursor) {
+      const seg = this.segments.shift()!;
+      await unlink(seg.path).catch(() => {});
+    }
+  }
+
+  private async recordDelivery(rec: DeliveryRecord): Promise<void> {
+    this.deliveryRecords.push(rec);
+    const line = `${JSON.stringify(rec)}\n`;
+    if (!this.deliveryLog || this.deliveryLogBytes > 1024 * 1024) {
+      await this.rewriteDeliveryLog();
+      return;
+    }
+    await this.deliveryLog.write(line);
+    if (this.opts.fsync) await this.deliveryLog.datasync();
+    this.deliveryLogBytes += Buffer.byteLength(line);
+  }
+
+  /** Keeps the recent delivery records (enough to cover any checkpoint lag) in a fresh file. */
+  private async rewriteDeliveryLog(): Promise<void> {
+    this.deliveryRecords = this.deliveryRecords.slice(-2000);
+    const path = join(this.opts.dir, "delivered.log");
+    const tmp = `${path}.tmp`;
+    const text = this.deliveryRecords.map((r) => `${JSON.stringify(r)}\n`).join("");
+    const fh = await open(tmp, "w");
+    try {
+      await fh.write(text);
+      if (this.opts.fsync) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    await this.deliveryLog?.close();
+    this.deliveryLog = await open(path, "a");
+    this.deliveryLogBytes = Buffer.byteLength(text);
+  }
+
+  /** Resolves when everything queued so far is delivered (tests, clean stops). */
+  async drain(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    await this.open();
+    const until = Date.now() + timeoutMs;
+    while (this.cursor < this.endPos || this.pending.length > 0 || this.flushing) {
+      if (Date.now() >= until) return false;
+      await sleep(20);
+    }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (!this.opened) {
+      await this.inner.close();
+      return;
+    }
+    await this.opened;
+    // Every accepted write is already durable; try to hand the rest over before stopping.
+    while (this.pending.length > 0 || this.flushing) await sleep(5);
+    this.closing = true;
+    const drained = await this.drain(this.opts.drainOnCloseMs);
+    if (!drained)
+      this.log.warn(
+        { sink: this.id, bufferedBytes: this.queued },
+        "buffer: destination not reachable at stop; lines stay on disk for the next start",
+      );
+    this.stopSender = true;
+    this.stopWait?.();
+    this.dataWaiter?.();
+    for (const w of this.spaceWaiters) w();
+    this.spaceWaiters = [];
+    await this.inner
+      .close()
+      .catch((e) =>
+        this.log.warn({ sink: this.id, err: errorMessage(e) }, "buffer: inner sink close failed"),
+      );
+    await this.sender?.catch(() => {});
+    await this.writer?.close();
+    await this.deliveryLog?.close();
+    this.writer = undefined;
+    this.deliveryLog = undefined;
+  }
+}
