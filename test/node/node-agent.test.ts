@@ -1,0 +1,175 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type AgentProcess, removeDir, startCli, stopAgent, tempDir } from "../helpers/agent.js";
+import { PodLogTree } from "./pod-logs.js";
+
+/**
+ * The real agent process in node mode over a simulated /var/log/pods with 500 pods: container restarts,
+ * kubelet rotation, pod deletion, new pods, an agent restart and a kill -9. Every line must come out exactly
+ * once, carrying its own container instance's CUID, its stream and the runtime's timestamp.
+ */
+const dirs: string[] = [];
+const agents: AgentProcess[] = [];
+afterAll(async () => {
+  for (const a of agents)
+    if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a, "SIGKILL");
+  for (const d of dirs) removeDir(d);
+});
+
+function readOutput(dir: string): Record<string, unknown>[] {
+  const recs: Record<string, unknown>[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else
+        for (const line of readFileSync(p, "utf8").split("\n"))
+          if (line.startsWith("{")) recs.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  };
+  try {
+    walk(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  return recs;
+}
+
+async function waitForCount(out: string, n: number, timeoutMs: number): Promise<Record<string, unknown>[]> {
+  const until = Date.now() + timeoutMs;
+  let recs = readOutput(out);
+  while (recs.length < n && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 250));
+    recs = readOutput(out);
+  }
+  return recs;
+}
+
+function cuidsOf(state: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of readFileSync(join(state, "node-cuids.jsonl"), "utf8").split("\n"))
+    if (line) {
+      const e = JSON.parse(line) as { key: string; cuid: string };
+      m.set(e.key, e.cuid);
+    }
+  return m;
+}
+
+describe("node mode over 500 pods (real agent process)", () => {
+  it("gives every container instance its own CUID and loses nothing through restarts, rotation, deletion, kill -9", async () => {
+    const root = tempDir("ikon-node-");
+    dirs.push(root);
+    const tree = new PodLogTree(join(root, "pods"));
+    const out = join(root, "out");
+    const state = join(root, "state");
+    const args = [
+      "run",
+      "--mode",
+      "node",
+      "--pod-log-dir",
+      tree.root,
+      "--state-dir",
+      state,
+      "--output",
+      `file:${out}`,
+      "--format",
+      "json",
+      "--poll-interval",
+      "250ms",
+      "--linger",
+      "300ms",
+      "--node-name",
+      "node-a",
+    ];
+    for (let i = 0; i < 500; i++) {
+      const p = tree.addPod(i);
+      for (const c of p.containers) tree.write(p, c, 10);
+    }
+    let agent = startCli(args);
+    agents.push(agent);
+    await agent.waitForLog("tailing", 30_000);
+
+    // While it runs: more lines everywhere, 50 restarts, 20 rotations, 50 deletions, 50 new pods.
+    for (const p of tree.pods) for (const c of p.containers) tree.write(p, c, 5);
+    for (const p of tree.pods.slice(0, 50)) {
+      tree.restart(p, "app");
+      tree.write(p, "app", 10);
+    }
+    for (const p of tree.pods.slice(50, 70)) {
+      tree.rotate(p, "app");
+      tree.write(p, "app", 10);
+    }
+    let recs = await waitForCount(out, tree.written.length, 30_000);
+    expect(recs.length).toBe(tree.written.length);
+    for (const p of tree.pods.slice(100, 150)) {
+      tree.write(p, "app", 5);
+      tree.deletePod(p);
+    }
+    for (let i = 500; i < 550; i++) {
+      const p = tree.addPod(i);
+      for (const c of p.containers) tree.write(p, c, 10);
+    }
+    recs = await waitForCount(out, tree.written.length, 30_000);
+    expect(recs.length).toBe(tree.written.length);
+    const first = await stopAgent(agent);
+    expect(first.code).toBe(0);
+    const cuidsBefore = cuidsOf(state);
+
+    // Agent down: lines keep coming; then it restarts (same state dir), and is killed with -9 mid-way.
+    const live = tree.pods.filter((p) => !p.deleted);
+    for (const p of live) for (const c of p.containers) tree.write(p, c, 3);
+    agent = startCli(args);
+    agents.push(agent);
+    await agent.waitForLog("tailing", 30_000);
+    for (const p of live.slice(0, 200)) tree.write(p, "app", 20);
+    await new Promise((r) => setTimeout(r, 300));
+    await stopAgent(agent, "SIGKILL");
+    for (const p of live.slice(200)) tree.write(p, "app", 4);
+    agent = startCli(args);
+    agents.push(agent);
+    await agent.waitForLog("tailing", 30_000);
+    recs = await waitForCount(out, tree.written.length, 30_000);
+    expect((await stopAgent(agent)).code).toBe(0);
+    recs = readOutput(out);
+
+    const cuids = cuidsOf(state);
+    // An agent restart keeps every instance's CUID.
+    for (const [k, v] of cuidsBefore) expect(cuids.get(k)).toBe(v);
+    // One CUID per container instance: 550 pods' app + 55 sidecars + 50 restarted = 655 instances.
+    const keys = tree.instanceKeys;
+    expect(keys.size).toBe(655);
+    expect(new Set([...keys].map((k) => cuids.get(k))).size).toBe(655);
+    for (const p of tree.pods.slice(0, 50))
+      expect(cuids.get(`pod/${p.uid}/app/1`)).not.toBe(cuids.get(`pod/${p.uid}/app/0`));
+
+    const byText = new Map(tree.written.map((w) => [w.text, w]));
+    const seen = new Map<string, number>();
+    const wrong: string[] = [];
+    for (const r of recs) {
+      const msg = r.message as string;
+      const w = byText.get(msg);
+      if (!w) {
+        wrong.push(`unexpected line: ${msg}`);
+        continue;
+      }
+      seen.set(msg, (seen.get(msg) ?? 0) + 1);
+      const [, uid, container, restart] = w.key.split("/");
+      if (r.ikontainer_CUID !== cuids.get(w.key)) wrong.push(`wrong CUID on ${msg}`);
+      if (r.stream !== w.stream) wrong.push(`wrong stream on ${msg}`);
+      if (r["@timestamp"] !== new Date(w.timeMs).toISOString()) wrong.push(`wrong time on ${msg}`);
+      if (r.pod_uid !== uid || r.container !== container || r.restart !== Number(restart))
+        wrong.push(`wrong fields on ${msg}`);
+      if (r.request_id !== `req-${msg.split(" ")[1]}` && !msg.endsWith("interleaved"))
+        wrong.push(`wrong request_id on ${msg}`);
+      if (typeof r.svc !== "string" || !(r.svc as string).startsWith(`${container}.ns-`))
+        wrong.push(`wrong svc on ${msg}`);
+    }
+    const lost = tree.written.filter((w) => !seen.has(w.text)).map((w) => w.text);
+    const dup = [...seen].filter(([, n]) => n > 1).map(([t]) => t);
+    expect(wrong.slice(0, 5)).toEqual([]);
+    expect(lost.slice(0, 5)).toEqual([]);
+    expect(dup.slice(0, 5)).toEqual([]);
+    expect(recs.length).toBe(tree.written.length);
+  }, 120_000);
+});
