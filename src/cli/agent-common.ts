@@ -7,6 +7,7 @@ import { Pipeline } from "../core/pipeline.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { startObserveServer } from "../observe/server.js";
 import { createSinks, OUTPUT_HELP } from "../sinks/index.js";
+import type { Sink } from "../sinks/sink.js";
 import { RequestIdExtractor } from "../transforms/request-id.js";
 import { downwardFields, type StructuredOptions } from "../transforms/tag.js";
 
@@ -39,7 +40,12 @@ export const AGENT_START_HOOKS: AgentStartHook[] = [];
 export async function startAgentCore(
   config: AgentConfig,
   settings: Record<string, unknown>,
-  opts: { checkpoints: boolean; mode: "run" | "exec"; extraSinks?: Pipeline["sinks"] },
+  opts: {
+    checkpoints: boolean;
+    mode: "run" | "exec";
+    /** Sinks that need the identity (exec: the child's stamped lines on our own stdout/stderr). */
+    extraSinks?: (structured: StructuredOptions) => Sink[];
+  },
 ): Promise<AgentParts> {
   const log = createLogger(config.logLevel);
   const cuid = loadOrCreateCuid(config.stateDir, config.cuidVersion);
@@ -50,7 +56,7 @@ export async function startAgentCore(
   };
   const checkpoints = opts.checkpoints ? new CheckpointStore(config.stateDir) : undefined;
   const sinks = [
-    ...(opts.extraSinks ?? []),
+    ...(opts.extraSinks?.(structured) ?? []),
     ...(await createSinks(config.output, {
       format: config.format,
       structured,

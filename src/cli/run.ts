@@ -67,6 +67,7 @@ async function runAgent(
     readFrom: config.readFrom,
     checkpoints: checkpoints!,
     log,
+    ownedSince: Date.parse(parts.cuid.created_at),
     submit: (batch, input) => pipeline.submit(batch, { input }),
   });
   checkpoints!.start(config.checkpointInterval, (e) =>

@@ -26,9 +26,13 @@ export class Pipeline {
     private readonly log: Logger,
   ) {}
 
-  /** Restores each sink's checkpointed receipts (cuts back uncheckpointed output). */
+  /**
+   * Restores each sink's checkpointed receipts (cuts back uncheckpointed output). Without a checkpoint store
+   * (exec mode: a pipe cannot be replayed) sinks are not recovered and only append.
+   */
   async recover(): Promise<void> {
-    for (const s of this.sinks) await s.recover?.(this.checkpoints?.sinkState(s.id) ?? {});
+    if (!this.checkpoints) return;
+    for (const s of this.sinks) await s.recover?.(this.checkpoints.sinkState(s.id));
   }
 
   get healthy(): boolean {

@@ -28,6 +28,8 @@ export class FileSink implements Sink {
   private readonly dir: string;
   private readonly outputs = new Map<string, Promise<Output>>();
   private committed: Record<string, unknown> = {};
+  /** Set by recover(): cut files back to checkpointed sizes. Without it (exec mode) the sink only appends. */
+  private exactlyOnce = false;
   private readonly originsPath: string;
   private origins: Record<string, number>;
 
@@ -51,6 +53,7 @@ export class FileSink implements Sink {
 
   async recover(state: Readonly<Record<string, unknown>>): Promise<void> {
     this.committed = { ...state };
+    this.exactlyOnce = true;
   }
 
   private target(rel: string): string {
@@ -64,7 +67,8 @@ export class FileSink implements Sink {
     try {
       await mkdir(dirname(path), { recursive: true });
       let keep = this.committed[rel] as number | undefined;
-      if (keep === undefined) keep = this.origins[rel];
+      if (keep === undefined && this.exactlyOnce) keep = this.origins[rel];
+      if (keep === undefined && !this.exactlyOnce) keep = Number.MAX_SAFE_INTEGER;
       if (keep === undefined) {
         // First time this sink writes this file: remember its size before any byte goes out.
         keep = await stat(path).then(

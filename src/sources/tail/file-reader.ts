@@ -49,7 +49,7 @@ export class FileReader {
     private readonly fh: FileHandle,
     offset: number,
     part: number,
-    private readonly maxLineBytes: number,
+    maxLineBytes: number,
     private readonly submit: Submit,
     private readonly decoder?: LineDecoder,
   ) {

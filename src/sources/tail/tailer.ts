@@ -1,6 +1,6 @@
 import type { Stats } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
 import picomatch from "picomatch";
 import type { CheckpointStore } from "../../core/checkpoint.js";
@@ -29,11 +29,17 @@ export interface TailerOptions {
   streamFor?: (info: StreamInfo) => StreamInfo;
   /** Node mode: per-file decoder (CRI / Docker json-file). */
   decoderFor?: (info: StreamInfo) => LineDecoder | undefined;
+  /**
+   * Since when (ms) this container instance's lines are ours: rotated files of a known stream modified after it
+   * and never read (the agent was down while they were written and rotated) are read at start.
+   */
+  ownedSince?: number;
   /** Reads at once, at most (bounds memory with thousands of files). */
   maxConcurrentReads?: number;
 }
 
 const idOf = (st: Stats) => `${st.dev}:${st.ino}`;
+const COMPRESSED = /\.(gz|bz2|xz|zst|zip|lz4)$/;
 
 /**
  * Watches folders recursively and keeps one FileReader per file identity (device + inode), never per name:
@@ -348,34 +354,58 @@ export class Tailer {
   }
 
   /**
-   * After a restart, a file that was being read when the agent died may have been rotated to a name we do not
-   * include (app.log → app.log.1). Look for its inode next to its old name and finish reading it.
+   * After a restart, files of a known stream may sit under rotated names we do not include (app.log → app.log.1):
+   * - a file that was being read when the agent died: found by its inode next to its old name, finished;
+   * - a file never read at all (written and rotated while the agent was down): a sibling named `<name>.<suffix>`
+   *   (not compressed), unknown to the checkpoint, modified after `ownedSince`: read from the start.
+   * An inode unknown to the checkpoint never had a line accepted, so reading it whole duplicates nothing.
    */
   private async resumeRotatedFromCheckpoint(): Promise<void> {
-    const pending = Object.entries(this.opts.checkpoints.inputs()).filter(
-      ([id, s]) => !s.finished && !this.byInode.has(id),
-    );
-    for (const [id, s] of pending) {
-      const dir = dirname(s.path);
+    const inputs = this.opts.checkpoints.inputs();
+    const known = new Set(Object.keys(inputs));
+    const streams = new Map<string, string>(); // old path → stream path (for rel)
+    for (const s of Object.values(inputs)) streams.set(s.path, s.path);
+    const dirs = new Set([...streams.keys()].map((p) => dirname(p)));
+    for (const dir of dirs) {
       const names = await readdir(dir).catch(() => [] as string[]);
-      let found = false;
       for (const name of names) {
         const p = join(dir, name);
+        if (this.byPath.has(p)) continue;
         const st = await stat(p).catch(() => undefined);
-        if (!st?.isFile() || idOf(st) !== id) continue;
-        const root = this.rootOf(s.path);
-        if (root < 0) break;
-        const r = await this.openReader(p, root, relative(this.roots[root]!, s.path), id, st);
-        if (r) {
-          this.byPath.delete(p);
-          r.detachedAt = Date.now();
-          this.kick(r);
-          found = true;
+        if (!st?.isFile()) continue;
+        const id = idOf(st);
+        if (this.byInode.has(id) || this.finishedInodes.has(id)) continue;
+        let streamPath: string | undefined;
+        const cp = inputs[id];
+        if (cp && !cp.finished) streamPath = cp.path;
+        else if (
+          !cp &&
+          this.opts.ownedSince !== undefined &&
+          st.mtimeMs >= this.opts.ownedSince &&
+          !COMPRESSED.test(name)
+        ) {
+          streamPath = [...streams.keys()].find(
+            (sp) => dirname(sp) === dir && name.startsWith(`${basename(sp)}.`),
+          );
         }
-        break;
+        if (!streamPath) continue;
+        const root = this.rootOf(streamPath);
+        if (root < 0) continue;
+        const r = await this.openReader(p, root, relative(this.roots[root]!, streamPath), id, st);
+        if (!r) continue;
+        known.delete(id);
+        this.byPath.delete(p);
+        r.detachedAt = Date.now();
+        this.opts.log.info(
+          { path: p, stream: streamPath, offset: r.offset },
+          "reading a rotated file left from before the restart",
+        );
+        this.kick(r);
       }
-      if (!found) this.opts.checkpoints.forget(id);
     }
+    // Unfinished inputs whose file is gone for good: nothing left to read.
+    for (const id of known)
+      if (!inputs[id]?.finished && !this.byInode.has(id)) this.opts.checkpoints.forget(id);
   }
 
   /** Stops watching, reads every open file to its current end, and closes them (SIGTERM). */

@@ -1,0 +1,52 @@
+import type { Command } from "commander";
+import { AGENT_SETTINGS, loadAgentConfig } from "../config/agent.js";
+import { resolveSettings } from "../config/settings.js";
+import { ERR_INVALID_SETTING } from "../core/errors.js";
+import { StreamSink } from "../sinks/stdout.js";
+import { ExecSource } from "../sources/exec.js";
+import { createEncoder } from "../transforms/tag.js";
+import {
+  addAgentOptions,
+  EXTRA_AGENT_SETTINGS,
+  runStopHooks,
+  startAgentCore,
+  startObserve,
+} from "./agent-common.js";
+
+export function registerExec(program: Command): void {
+  const cmd = program
+    .command("exec")
+    .description(
+      "run CMD as a child, stamp its stdout and stderr lines with the CUID, write them to our stdout/stderr and the sinks, forward signals, exit with its code",
+    )
+    .argument("<command...>", "the application and its arguments, after --")
+    .addHelpText(
+      "after",
+      "\nExample:\n  ikontainer exec --svc web --state-dir /run/ikontainer -- node server.js --port 8080",
+    );
+  addAgentOptions(cmd).action(async (command: string[], flags: Record<string, unknown>) => {
+    const [bin, ...args] = command;
+    if (!bin) throw ERR_INVALID_SETTING("invalid command: give the application to run after --");
+    const config = loadAgentConfig(flags, { tail: false });
+    const settings = resolveSettings([...AGENT_SETTINGS, ...EXTRA_AGENT_SETTINGS], flags);
+    // The child's lines always go to our own stdout/stderr (stamped), as the container runtime expects.
+    const parts = await startAgentCore(config, settings, {
+      checkpoints: false,
+      mode: "exec",
+      extraSinks: (structured) => [
+        new StreamSink("console", createEncoder(config.format, structured), process.stdout, process.stderr),
+      ],
+    });
+    await startObserve(parts, () => true);
+    const source = new ExecSource(bin, args, config.maxLineBytes, (batch) => parts.pipeline.submit(batch));
+    let result: Awaited<ReturnType<ExecSource["start"]>>;
+    try {
+      result = await source.start();
+    } finally {
+      await parts.pipeline.close();
+      await runStopHooks(parts);
+    }
+    parts.log.info({ code: result.code, signal: result.signal }, "child exited");
+    process.exitCode = result.code;
+  });
+}

@@ -1,0 +1,121 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { constants } from "node:os";
+import type { Readable } from "node:stream";
+import { ERR_EXEC_SPAWN } from "../core/errors.js";
+import type { LineBatch, StreamInfo } from "../core/record.js";
+import { metrics } from "../observe/metrics.js";
+import { LineSplitter } from "./line-splitter.js";
+
+/** Signals the wrapper passes on to its child (the container runtime sends them to PID 1: us). */
+export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
+  "SIGTERM",
+  "SIGINT",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGWINCH",
+];
+
+export interface ExecResult {
+  /** Exit code to leave with: the child's code, or 128 + signal number when a signal ended it (shell convention). */
+  code: number;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Runs the application as a child and cuts its stdout and stderr into lines (the "wrap the container" design):
+ * each channel is one stream; reading pauses while the sinks have not accepted the previous batch, so a slow
+ * sink slows the child's writes instead of growing memory.
+ */
+export class ExecSource {
+  private child: ChildProcess | undefined;
+
+  constructor(
+    private readonly command: string,
+    private readonly args: readonly string[],
+    private readonly maxLineBytes: number,
+    private readonly submit: (batch: LineBatch) => Promise<void>,
+  ) {}
+
+  start(): Promise<ExecResult> {
+    let child: ChildProcess;
+    try {
+      child = spawn(this.command, this.args as string[], { stdio: ["inherit", "pipe", "pipe"] });
+    } catch (e) {
+      throw ERR_EXEC_SPAWN(`cannot start "${this.command}": ${(e as Error).message}`, e);
+    }
+    this.child = child;
+    const forward = (sig: NodeJS.Signals) => () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    };
+    const handlers = FORWARDED_SIGNALS.map((s) => [s, forward(s)] as const);
+    for (const [s, h] of handlers) process.on(s, h);
+
+    const pumps = [
+      this.pump(child.stdout!, {
+        key: "exec:stdout",
+        path: "stdout",
+        relPath: "stdout.log",
+        channel: "stdout",
+      }),
+      this.pump(child.stderr!, {
+        key: "exec:stderr",
+        path: "stderr",
+        relPath: "stderr.log",
+        channel: "stderr",
+      }),
+    ];
+    return new Promise<ExecResult>((resolve, reject) => {
+      child.once("error", (e: NodeJS.ErrnoException) => {
+        for (const [s, h] of handlers) process.off(s, h);
+        const what =
+          e.code === "ENOENT" ? "command not found" : e.code === "EACCES" ? "permission denied" : e.message;
+        const err = ERR_EXEC_SPAWN(`cannot start "${this.command}": ${what}`, e);
+        (err as { exitCode: number }).exitCode = e.code === "ENOENT" ? 127 : 126;
+        reject(err);
+      });
+      child.once("exit", (code, signal) => {
+        void Promise.all(pumps).then(() => {
+          for (const [s, h] of handlers) process.off(s, h);
+          const signo = signal ? (constants.signals[signal] ?? 0) : 0;
+          resolve({ code: code ?? 128 + signo, signal });
+        }, reject);
+      });
+    });
+  }
+
+  private pump(input: Readable, stream: StreamInfo): Promise<void> {
+    const splitter = new LineSplitter(this.maxLineBytes);
+    let chain = Promise.resolve();
+    const send = (lines: LineBatch["lines"], unterminated: boolean) => {
+      if (lines.length === 0) return;
+      let pieces = 0;
+      for (const l of lines) if (l.part !== undefined) pieces++;
+      if (pieces) metrics.longLinePieces.inc(pieces);
+      if (unterminated) metrics.unterminated.inc(lines.length);
+      const batch: LineBatch = {
+        stream,
+        lines,
+        inputId: stream.key,
+        endOffset: splitter.offset,
+        endPart: splitter.pieces,
+        readAt: Date.now(),
+      };
+      input.pause();
+      chain = chain
+        .then(() => this.submit(batch))
+        .then(() => {
+          input.resume();
+        });
+    };
+    input.on("data", (chunk: Buffer) => send(splitter.push(chunk), false));
+    return new Promise((resolve, reject) => {
+      input.once("end", () => {
+        send(splitter.flush(), true);
+        chain.then(resolve, reject);
+      });
+      input.once("error", reject);
+    });
+  }
+}
