@@ -81,13 +81,39 @@ healthy() {
   curl -fsS -m 5 "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=4s" >/dev/null 2>&1
 }
 
+# start/stop of one node dir are serialised (flock), so concurrent test runs share one node
+lock() {
+  exec 9>"$1.lock"
+  flock 9
+}
+
+wait_healthy() { # PORT PID DIR
+  i=0
+  while ! healthy "$1"; do
+    i=$((i + 1))
+    if [ "$i" -gt 240 ] || ! kill -0 "$2" 2>/dev/null; then
+      tail -n 40 "$3/logs/ikontainer-test.log" >&2 2>/dev/null || true
+      die "not yellow on 127.0.0.1:$1"
+    fi
+    sleep 0.5
+  done
+}
+
 start() {
   port=${1:?usage: start PORT [DIR]}
   dir=$(node_dir "${2:-$port}")
   fetch
   ensure_user
+  mkdir -p "$dir"
+  lock "$dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+    wait_healthy "$port" "$(cat "$dir/pid")" "$dir"
+    log "already running on http://127.0.0.1:$port"
+    return 0
+  fi
   mkdir -p "$dir/config" "$dir/data" "$dir/logs"
-  [ -f "$dir/config/elasticsearch.yml" ] || cp -R "$HOME_DIR/config/." "$dir/config/"
+  [ -f "$dir/config/jvm.options" ] || cp -R "$HOME_DIR/config/." "$dir/config/"
   cat >"$dir/config/elasticsearch.yml" <<EOF
 cluster.name: ikontainer-test
 node.name: node-$port
@@ -101,34 +127,25 @@ cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
 xpack.security.enabled: false
 EOF
-  if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$dir"; fi
-  echo "$port" >"$dir/port"
-  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
-    healthy "$port" && { log "already running on 127.0.0.1:$port"; return 0; }
-  fi
-  rm -f "$dir/pid"
-  log "starting Elasticsearch $VERSION on 127.0.0.1:$port (heap $HEAP, dir $dir)"
   # jvm.options names logs/ relative to the distribution, which the dedicated user cannot write
   sed -i "s#file=logs/#file=$dir/logs/#; s#-XX:ErrorFile=logs/#-XX:ErrorFile=$dir/logs/#; s#-XX:HeapDumpPath=data#-XX:HeapDumpPath=$dir/data#" \
     "$dir/config/jvm.options"
+  if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$dir/config" "$dir/data" "$dir/logs"; fi
+  echo "$port" >"$dir/port"
+  rm -f "$dir/pid"
+  log "starting Elasticsearch $VERSION on 127.0.0.1:$port (heap $HEAP, dir $dir)"
   (cd "$dir" && as_es env ES_JAVA_HOME="$(java_home)" ES_PATH_CONF="$dir/config" \
     ES_JAVA_OPTS="-Xms$HEAP -Xmx$HEAP ${ES_JAVA_OPTS_EXTRA:-}" \
-    "$HOME_DIR/bin/elasticsearch" -d -p "$dir/pid") >"$dir/start.out" 2>&1 ||
-    { cat "$dir/start.out" >&2; tail -n 40 "$dir/logs/ikontainer-test.log" >&2 2>/dev/null; die "start failed"; }
-  i=0
-  while ! healthy "$port"; do
-    i=$((i + 1))
-    if [ "$i" -gt 240 ]; then
-      tail -n 40 "$dir/logs/ikontainer-test.log" >&2 2>/dev/null || true
-      die "not yellow on 127.0.0.1:$port after 120 s"
-    fi
-    sleep 0.5
-  done
+    "$HOME_DIR/bin/elasticsearch" -d -p "$dir/pid") >"$dir/start.out" 2>&1 9>&- ||
+    { cat "$dir/start.out" >&2; die "start failed (logs in $dir/logs)"; }
+  wait_healthy "$port" "$(cat "$dir/pid")" "$dir"
   log "ready on http://127.0.0.1:$port (pid $(cat "$dir/pid"))"
 }
 
 stop() {
   dir=$(node_dir "${1:?usage: stop DIR|PORT}")
+  [ -d "$dir" ] || return 0
+  lock "$dir"
   [ -f "$dir/pid" ] || { log "not running ($dir/pid missing)"; return 0; }
   pid=$(cat "$dir/pid")
   kill "$pid" 2>/dev/null || true
