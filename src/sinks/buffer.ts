@@ -184,6 +184,14 @@ function decodePayload(payload: Buffer): LineBatch {
   return { stream: h.s, lines, inputId: h.i, endOffset: h.e, endPart: h.p, readAt: h.r };
 }
 
+/** Decodes one whole frame (checks magic and CRC). */
+export function decodeFrame(frame: Buffer): LineBatch {
+  const payload = frame.subarray(FRAME_HEAD);
+  if (frame.readUInt32BE(0) !== MAGIC || crc32(payload) !== frame.readUInt32BE(8))
+    throw ERR_SINK("corrupt buffer frame (bad magic or checksum)");
+  return decodePayload(payload);
+}
+
 /** Reads the complete, intact frames of a segment; stops at a torn or corrupt tail (returns its offset). */
 async function scanSegment(
   path: string,
@@ -254,8 +262,8 @@ export class BufferedSink implements Sink {
   private endPos = 0;
   /** First undelivered position. */
   private cursor = 0;
-  /** Bytes appended or reserved but not delivered (the bounded quantity). */
-  private queued = 0;
+  /** Bytes of frames waiting to be appended. */
+  private reserved = 0;
   private opened: Promise<void> | undefined;
   private pending: Array<{ frame: Buffer; resolve: (end: number) => void; reject: (e: unknown) => void }> =
     [];
@@ -287,12 +295,21 @@ export class BufferedSink implements Sink {
       fsync: true,
       ...options,
     } as Required<Omit<BufferOptions, "log">>;
-    this.opts.segmentBytes = Math.max(4096, Math.min(this.opts.segmentBytes, this.opts.maxBytes));
+    // Small segments against the bound, so delivered ones are deleted (and space freed) in steps.
+    this.opts.segmentBytes = Math.max(
+      4096,
+      Math.min(this.opts.segmentBytes, Math.floor(this.opts.maxBytes / 8)),
+    );
   }
 
-  /** Bytes queued on disk and not yet delivered. */
+  /** Bytes queued and not yet delivered. */
   get bufferedBytes(): number {
-    return this.queued;
+    return this.endPos - this.cursor + this.reserved;
+  }
+
+  /** Bytes the queue holds on disk (delivered frames stay until their segment is deleted) plus reservations. */
+  private usedBytes(): number {
+    return this.endPos - (this.segments[0]?.base ?? this.endPos) + this.reserved;
   }
 
   private open(): Promise<void> {
@@ -353,9 +370,12 @@ export class BufferedSink implements Sink {
     if (this.segments.length === 0) this.endPos = Math.max(this.endPos, this.cursor);
     if (this.cursor > this.endPos) this.cursor = this.endPos;
     if (this.cursor < (this.segments[0]?.base ?? this.cursor)) this.cursor = this.segments[0]!.base;
-    this.queued = this.endPos - this.cursor;
-    gaugeBytes.set({ sink: this.id }, this.queued);
-    this.sender = this.runSender();
+    gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
+  }
+
+  /** The sender starts after recover() (or the first write), so recover() sees a queue that stands still. */
+  private startSender(): void {
+    this.sender ??= this.runSender();
   }
 
   /**
@@ -379,6 +399,7 @@ export class BufferedSink implements Sink {
       if (lines.length === 0 || e.end <= checkpointed(e.batch.inputId)) continue;
       addRange(this.reread, e.batch.inputId, posOf(lines[0]!), posOf(lines[lines.length - 1]!));
     }
+    this.startSender();
     if (this.reread.size > 0)
       this.log.info(
         { sink: this.id, inputs: this.reread.size },
@@ -405,20 +426,22 @@ export class BufferedSink implements Sink {
   async write(batch: LineBatch): Promise<SinkReceipt | undefined> {
     if (this.closing) throw ERR_SINK(`${this.id}: buffer is closed`);
     await this.open();
+    this.startSender();
     const b = this.filterReread(batch);
     if (b.lines.length === 0) return undefined;
     const frame = encodeFrame(b);
     // Backpressure: wait for the sender to free space (a frame larger than the bound passes when empty).
-    if (this.queued > 0 && this.queued + frame.length > this.opts.maxBytes) {
+    const full = () => this.usedBytes() > 0 && this.usedBytes() + frame.length > this.opts.maxBytes;
+    if (full()) {
       counterBlocked.inc({ sink: this.id });
       gaugeFull.set({ sink: this.id }, 1);
-      while (this.queued > 0 && this.queued + frame.length > this.opts.maxBytes) {
+      while (full()) {
         if (this.closing) throw ERR_SINK(`${this.id}: buffer closed while waiting for space`);
         await new Promise<void>((r) => this.spaceWaiters.push(r));
       }
       gaugeFull.set({ sink: this.id }, 0);
     }
-    this.queued += frame.length;
+    this.reserved += frame.length;
     const end = await new Promise<number>((resolve, reject) => {
       this.pending.push({ frame, resolve, reject });
       if (!this.flushing) void this.flush();
@@ -451,13 +474,14 @@ export class BufferedSink implements Sink {
           for (const g of group) {
             seg.size += g.frame.length;
             this.endPos += g.frame.length;
+            this.reserved -= g.frame.length;
             g.resolve(this.endPos);
           }
-          gaugeBytes.set({ sink: this.id }, this.queued);
+          gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
           this.dataWaiter?.();
         } catch (e) {
           for (const g of group) {
-            this.queued -= g.frame.length;
+            this.reserved -= g.frame.length;
             g.reject(
               ERR_STATE_DIR(`${this.id}: cannot append to buffer in ${this.opts.dir}: ${errorMessage(e)}`, e),
             );
@@ -561,7 +585,7 @@ export class BufferedSink implements Sink {
             {
               sink: this.id,
               err: errorMessage(failed[0]!.reason),
-              bufferedBytes: this.queued,
+              bufferedBytes: this.bufferedBytes,
               retryInMs: delay,
             },
             "destination did not accept buffered lines; keeping them on disk and retrying",
@@ -590,9 +614,8 @@ export class BufferedSink implements Sink {
         this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot record delivery progress");
       }
       this.cursor = end;
-      this.queued -= end - entries[0]!.start;
       counterDelivered.inc({ sink: this.id }, lines);
-      gaugeBytes.set({ sink: this.id }, this.queued);
+      gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
       await this.dropDeliveredSegments();
       const waiters = this.spaceWaiters;
       this.spaceWaiters = [];
@@ -618,6 +641,16 @@ export class BufferedSink implements Sink {
     while (this.segments.length > 1 && this.segments[1]!.base <= this.cursor) {
       const seg = this.segments.shift()!;
       await unlink(seg.path).catch(() => {});
+    }
+    // All delivered: retire the segment being appended to as well (the next append starts a new one).
+    const last = this.segments[this.segments.length - 1];
+    if (this.cursor === this.endPos && last && last.size > 0 && !this.flushing && this.pending.length === 0) {
+      const segs = this.segments;
+      const w = this.writer;
+      this.segments = [];
+      this.writer = undefined;
+      await w?.close().catch(() => {});
+      for (const seg of segs) await unlink(seg.path).catch(() => {});
     }
   }
 
@@ -655,6 +688,7 @@ export class BufferedSink implements Sink {
   /** Resolves when everything queued so far is delivered (tests, clean stops). */
   async drain(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     await this.open();
+    this.startSender();
     const until = Date.now() + timeoutMs;
     while (this.cursor < this.endPos || this.pending.length > 0 || this.flushing) {
       if (Date.now() >= until) return false;
@@ -675,7 +709,7 @@ export class BufferedSink implements Sink {
     const drained = await this.drain(this.opts.drainOnCloseMs);
     if (!drained)
       this.log.warn(
-        { sink: this.id, bufferedBytes: this.queued },
+        { sink: this.id, bufferedBytes: this.bufferedBytes },
         "buffer: destination not reachable at stop; lines stay on disk for the next start",
       );
     this.stopSender = true;
