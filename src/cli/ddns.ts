@@ -1,0 +1,167 @@
+import type { Command } from "commander";
+import { AGENT_SETTINGS, svcFromEnv } from "../config/agent.js";
+import { DDNS_SETTINGS, ddnsConfigFrom } from "../config/ddns.js";
+import { addSettingOptions, resolveSettings, type SettingDef } from "../config/settings.js";
+import { loadOrCreateCuid } from "../core/cuid.js";
+import { ERR_INVALID_SETTING, errorMessage } from "../core/errors.js";
+import { collectGarbage } from "../discovery/gc.js";
+import { createRegistrar } from "../discovery/registrar.js";
+import type { UpdateTarget } from "../discovery/update.js";
+import { createLogger } from "../observe/logger.js";
+import { AGENT_START_HOOKS, EXTRA_AGENT_SETTINGS } from "./agent-common.js";
+
+// `run` and `exec` publish the instance in DNS when --ddns-server is set: our settings join their option
+// tables, and a start hook starts the registrar once the pipeline runs and deregisters at clean stop
+// (SIGTERM, or the child's exit in exec mode).
+EXTRA_AGENT_SETTINGS.push(...DDNS_SETTINGS);
+AGENT_START_HOOKS.push(async (parts) => {
+  const registrar = createRegistrar(parts.settings, {
+    cuid: parts.cuid.cuid,
+    svc: parts.config.svc,
+    logger: parts.log,
+  });
+  if (!registrar) return;
+  registrar.start();
+  parts.onStop.push(async () => {
+    await registrar.stop();
+  });
+});
+
+const pick = (keys: string[]): SettingDef[] => AGENT_SETTINGS.filter((d) => keys.includes(d.key));
+
+const GC_SETTINGS: SettingDef[] = [
+  ...DDNS_SETTINGS.filter((d) =>
+    ["ddnsServer", "zone", "reverseZone", "tsig", "tsigFile", "dnsTimeout"].includes(d.key),
+  ),
+  {
+    key: "grace",
+    kind: "duration",
+    arg: "DURATION",
+    default: 0,
+    description: "remove an instance only this long after its lease passed",
+  },
+  {
+    key: "loop",
+    kind: "duration",
+    arg: "DURATION",
+    description: "run again every DURATION until SIGTERM (default: once)",
+  },
+  { key: "dryRun", kind: "bool", description: "list what would be removed, remove nothing" },
+];
+
+function targetFrom(settings: Record<string, unknown>): UpdateTarget {
+  const cfg = ddnsConfigFrom(settings);
+  if (!cfg) throw ERR_INVALID_SETTING("invalid --ddns-server: give the DNS server to update (HOST:PORT)");
+  return {
+    server: cfg.server,
+    key: cfg.key,
+    zone: cfg.zone,
+    reverseZone: cfg.reverseZone,
+    timeoutMs: cfg.timeoutMs,
+  };
+}
+
+export function registerDdns(program: Command): void {
+  const ddns = program
+    .command("ddns")
+    .description("publish instances in DNS (RFC 2136 + TSIG) and clean up stale ones");
+
+  const reg = ddns
+    .command("register")
+    .description(
+      "publish this container instance (CUID from --state-dir) in DNS, renew its lease, and remove its records on SIGTERM/SIGINT",
+    )
+    .option("--once", "register, print the instance name and exit (the lease expires unless renewed)")
+    .addHelpText(
+      "after",
+      "\nExample:\n  ikontainer ddns register --svc web --state-dir /run/ikontainer --ddns-server 10.0.0.53:53 --zone svc.example.org \\\n" +
+        "    --reverse-zone 10.in-addr.arpa --tsig-file /etc/ikontainer/tsig.key --port http:8080/tcp",
+    );
+  addSettingOptions(reg, [...pick(["stateDir", "svc", "cuidVersion", "logLevel"]), ...DDNS_SETTINGS]).action(
+    async (flags: Record<string, unknown>) => {
+      const defs = [...pick(["stateDir", "svc", "cuidVersion", "logLevel"]), ...DDNS_SETTINGS];
+      const s = resolveSettings(defs, flags);
+      const svc = (s.svc as string | undefined) ?? svcFromEnv(process.env);
+      if (!svc) throw ERR_INVALID_SETTING("invalid --svc: give the service name (or IKONTAINER_SERVICE)");
+      if (s.ddnsServer === undefined)
+        throw ERR_INVALID_SETTING("invalid --ddns-server: give the DNS server to update (HOST:PORT)");
+      const log = createLogger(s.logLevel as string);
+      const cuid = loadOrCreateCuid(s.stateDir as string, Number(s.cuidVersion) as 4 | 7);
+      const registrar = createRegistrar(s, { cuid: cuid.cuid, svc, logger: log })!;
+      if (flags.once) {
+        await registrar.registerOnce();
+        process.stdout.write(`${registrar.name}\n`);
+        return;
+      }
+      registrar.start();
+      registrar.once("registered", () => process.stdout.write(`${registrar.name}\n`));
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log.info({ signal }, "stopping: deregistering");
+          void registrar.stop().finally(resolve);
+        };
+        process.once("SIGTERM", () => stop("SIGTERM"));
+        process.once("SIGINT", () => stop("SIGINT"));
+      });
+    },
+  );
+
+  const gc = ddns
+    .command("gc")
+    .description(
+      "remove instances whose lease (TXT expires=) has passed: they died without deregistering (kill -9, node loss)",
+    )
+    .addHelpText(
+      "after",
+      "\nReads the zone by a signed transfer (the TSIG key needs transfer rights) and removes each stale instance with\n" +
+        "the same prerequisites as a deregistration: a newer instance that reuses the address keeps its records.\n" +
+        "Example:\n  ikontainer ddns gc --ddns-server 10.0.0.53 --zone svc.example.org --reverse-zone 10.in-addr.arpa --tsig-file key --loop 1m",
+    );
+  addSettingOptions(gc, [...GC_SETTINGS, ...pick(["logLevel"])]).action(
+    async (flags: Record<string, unknown>) => {
+      const s = resolveSettings([...GC_SETTINGS, ...pick(["logLevel"])], flags);
+      const target = targetFrom({ ...s, lease: 300_000, dnsTtl: 5000 });
+      const log = createLogger(s.logLevel as string);
+      const once = async () => {
+        const outcomes = await collectGarbage(target, {
+          graceMs: s.grace as number,
+          dryRun: s.dryRun === true,
+        });
+        for (const o of outcomes) {
+          const what =
+            o.result === "dry-run"
+              ? "would remove"
+              : o.result.removed
+                ? "removed"
+                : "kept (renewed or already gone)";
+          process.stdout.write(`${what} ${o.instance} (cuid ${o.cuid}, lease expired ${o.expires})\n`);
+        }
+        return outcomes;
+      };
+      if (s.loop === undefined) {
+        await once();
+        return;
+      }
+      let stopping = false;
+      const wake: { fn?: () => void } = {};
+      const stop = () => {
+        stopping = true;
+        wake.fn?.();
+      };
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      while (!stopping) {
+        try {
+          await once();
+        } catch (e) {
+          log.error({ err: errorMessage(e) }, "ddns gc pass failed; trying again next round");
+        }
+        if (stopping) break;
+        await new Promise<void>((r) => {
+          wake.fn = r;
+          setTimeout(r, s.loop as number).unref();
+        });
+      }
+    },
+  );
+}
