@@ -1,0 +1,162 @@
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ForwardReceiver } from "../fixtures/forward-server.js";
+import {
+  type AgentProcess,
+  removeDir,
+  runWriter,
+  sleep,
+  startCli,
+  stopAgent,
+  tempDir,
+  until,
+} from "../helpers/agent.js";
+
+/**
+ * End to end through `ikontainer run --output fluentd://…`: the agent tails a file an application keeps
+ * writing, is killed with SIGKILL while deliveries are in flight, and is started again on the same state dir.
+ */
+
+const cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+const ENV = {
+  ...process.env,
+  IKONTAINER_FLUENTD_ACK_TIMEOUT: "3s",
+  IKONTAINER_FLUENTD_CONNECT_TIMEOUT: "1s",
+  IKONTAINER_FLUENTD_RECONNECT_MAX: "300ms",
+};
+
+function agent(logs: string, state: string, port: number): AgentProcess {
+  const a = startCli(
+    [
+      "run",
+      "--watch",
+      logs,
+      "--output",
+      `fluentd://127.0.0.1:${port}`,
+      "--svc",
+      "web",
+      "--state-dir",
+      state,
+      "--log-level",
+      "info",
+    ],
+    { env: ENV },
+  );
+  cleanup.push(() =>
+    a.child.exitCode === null && a.child.signalCode === null ? stopAgent(a, "SIGKILL") : undefined,
+  );
+  return a;
+}
+
+/** Counts each `seq=<n>` the receiver stored. */
+function counter(r: ForwardReceiver) {
+  const counts = new Map<number, number>();
+  const push = r.stored.push.bind(r.stored);
+  r.stored.push = (...items) => {
+    for (const e of items) {
+      const m = /^seq=(\d+) /.exec(String(e.record.message));
+      if (m) counts.set(Number(m[1]), (counts.get(Number(m[1])) ?? 0) + 1);
+    }
+    return push(...items);
+  };
+  return {
+    counts,
+    report(total: number) {
+      let missing = 0;
+      let dup = 0;
+      for (let i = 0; i < total; i++) {
+        const c = counts.get(i) ?? 0;
+        if (c === 0) missing++;
+        if (c > 1) dup += c - 1;
+      }
+      return { missing, dup };
+    },
+  };
+}
+
+const segBytes = (state: string): number => {
+  let n = 0;
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith(".seg")) n += statSync(p).size;
+    }
+  };
+  walk(join(state, "buffer"));
+  return n;
+};
+
+describe("agent with a fluentd output, killed with SIGKILL and restarted", () => {
+  it("a chunk unacknowledged at the kill, a backlog on disk: every line reaches fluentd exactly once", async () => {
+    const logs = tempDir("ikon-f9-logs-");
+    const state = tempDir("ikon-f9-state-");
+    cleanup.push(
+      () => removeDir(logs),
+      () => removeDir(state),
+    );
+    const r = await new ForwardReceiver().start();
+    cleanup.push(() => r.stop());
+    r.ackDelayMs = 5;
+    const c = counter(r);
+    const total = 30_000;
+    const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9", 120]);
+
+    const a = agent(logs, state, r.port);
+    await until(() => r.stored.length >= 4000, 20_000);
+    // From here the receiver takes chunks but never acknowledges them (so none is stored): the kill lands
+    // while a delivery is in flight and the agent keeps buffering what the application writes.
+    r.onChunk = () => "withhold";
+    await until(() => r.discarded > 0, 10_000);
+    await sleep(300);
+    await stopAgent(a, "SIGKILL");
+    const backlog = segBytes(state);
+    expect(backlog).toBeGreaterThan(0);
+
+    r.onChunk = () => "ack";
+    const b = agent(logs, state, r.port);
+    await writer;
+    await until(() => c.counts.size >= total, 30_000);
+    await sleep(800); // anything sent twice would arrive by now
+    await stopAgent(b, "SIGTERM");
+    expect(c.report(total)).toEqual({ missing: 0, dup: 0 });
+    for (const e of r.stored.slice(0, 3)) expect(e.tag).toBe("ikontainer.web");
+    console.log(
+      `kill -9 with an unacked chunk: backlog on disk ${backlog} bytes, ${r.discarded} entries withheld, all ${total} lines once`,
+    );
+  });
+
+  it("killed while acks flow: nothing is lost; a duplicate is possible only for the round acked at the kill", async () => {
+    const logs = tempDir("ikon-f9-logs-");
+    const state = tempDir("ikon-f9-state-");
+    cleanup.push(
+      () => removeDir(logs),
+      () => removeDir(state),
+    );
+    const r = await new ForwardReceiver().start();
+    cleanup.push(() => r.stop());
+    r.ackDelayMs = 2;
+    const c = counter(r);
+    const total = 20_000;
+    const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9b", 120]);
+    const a = agent(logs, state, r.port);
+    await until(() => r.stored.length >= 6000, 20_000);
+    await stopAgent(a, "SIGKILL");
+    const b = agent(logs, state, r.port);
+    await writer;
+    await until(() => c.counts.size >= total, 30_000);
+    await sleep(800);
+    await stopAgent(b, "SIGTERM");
+    const rep = c.report(total);
+    expect(rep.missing).toBe(0);
+    // At-least-once window: fluentd acked a round but the agent died before recording it (docs/fluentd.md).
+    // One round is at most 1 MiB of queue; at 120-byte lines that bounds it well under 10,000 lines.
+    expect(rep.dup).toBeLessThan(10_000);
+    console.log(`kill -9 while acks flow: missing ${rep.missing}, duplicates ${rep.dup} of ${total}`);
+  });
+});
