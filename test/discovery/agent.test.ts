@@ -1,0 +1,171 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, type KnotServer, startKnot } from "../fixtures/knot.js";
+
+const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
+let knot: KnotServer;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  knot = await startKnot();
+});
+afterAll(async () => {
+  await knot?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function agent(args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn("node", [CLI, ...args], {
+    env: { ...process.env, IKONTAINER_TSIG: knot.tsig, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+  return { child, exited, out: () => stdout, err: () => stderr };
+}
+
+async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const ddns = () => [
+  "--ddns-server",
+  `127.0.0.1:${knot.port}`,
+  "--zone",
+  knot.zone,
+  "--reverse-zone",
+  knot.reverseZone,
+];
+
+describe("run and exec publish the instance in DNS", () => {
+  it("exec: registers from the Downward-API env after start, deregisters when the child exits", async () => {
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    dirs.push(state);
+    const a = agent(
+      [
+        "exec",
+        "--svc",
+        "web.shop.cluster.local",
+        "--state-dir",
+        state,
+        "--port",
+        "http:8080/tcp",
+        ...ddns(),
+        "--",
+        "node",
+        "-e",
+        "console.log('hello'); setTimeout(() => {}, 2500)",
+      ],
+      { POD_IP: "127.0.0.60", POD_NAMESPACE: "shop", POD_NAME: "web-abc", NODE_NAME: "node-7" },
+    );
+    const cuidFile = join(state, "cuid.json");
+    const cuid = await until(
+      async () => {
+        try {
+          return (JSON.parse(readFileSync(cuidFile, "utf8")) as { cuid: string }).cuid;
+        } catch {
+          return "";
+        }
+      },
+      (c) => c !== "",
+    );
+    const name = `${cuid}.web.shop.${knot.zone}`;
+    expect(
+      await until(
+        () => knot.dig(name, "A"),
+        (v) => v.length > 0,
+      ),
+    ).toEqual(["127.0.0.60"]);
+    const txt = (await knot.dig(name, "TXT"))[0]!;
+    expect(txt).toContain('"pod=web-abc"');
+    expect(txt).toContain('"node=node-7"');
+    expect(await knot.dig(`_http._tcp.web.shop.${knot.zone}`, "SRV")).toEqual([`0 10 8080 ${name}.`]);
+    expect(await knot.dig("60.0.0.127.in-addr.arpa", "PTR")).toEqual([`${name}.`]);
+    expect(await a.exited).toBe(0);
+    expect(a.out()).toContain("hello");
+    expect(await knot.dig(name, "ANY")).toEqual([]);
+    expect(await knot.dig("60.0.0.127.in-addr.arpa", "PTR")).toEqual([]);
+    expect(a.err()).toContain("deregistered from DNS");
+    expect(a.err()).not.toContain(knot.secret);
+  });
+
+  it("run: registers and deregisters on SIGTERM", async () => {
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    const logs = mkdtempSync(join(tmpdir(), "ikt-logs-"));
+    dirs.push(state, logs);
+    const a = agent(
+      [
+        "run",
+        "--watch",
+        logs,
+        "--svc",
+        "tailer",
+        "--state-dir",
+        state,
+        "--advertise-ip",
+        "127.0.0.61",
+        ...ddns(),
+      ],
+      { POD_NAMESPACE: "ops" },
+    );
+    const svcName = `tailer.ops.${knot.zone}`;
+    const ptr = await until(
+      () => knot.dig(svcName, "PTR"),
+      (v) => v.length > 0,
+    );
+    expect(ptr).toHaveLength(1);
+    await until(
+      async () => a.err(),
+      (e) => e.includes('"tailing"'),
+    ); // its SIGTERM handler is set from here on
+    a.child.kill("SIGTERM");
+    expect(await a.exited).toBe(0);
+    expect(await knot.dig(svcName, "PTR")).toEqual([]);
+    expect(await knot.dig(svcName, "A")).toEqual([]);
+  });
+
+  it("with the DNS server unreachable, exec's logging goes on and the failure is logged with retries", async () => {
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    dirs.push(state);
+    const dead = await freePort();
+    const a = agent(
+      [
+        "exec",
+        "--svc",
+        "web",
+        "--state-dir",
+        state,
+        "--advertise-ip",
+        "127.0.0.62",
+        "--ddns-server",
+        `127.0.0.1:${dead}`,
+        "--zone",
+        knot.zone,
+        "--",
+        "node",
+        "-e",
+        "let i = 0; const t = setInterval(() => { console.log('line ' + i++); if (i === 5) clearInterval(t); }, 300)",
+      ],
+      {},
+    );
+    expect(await a.exited).toBe(0);
+    for (let i = 0; i < 5; i++) expect(a.out()).toContain(`line ${i}`);
+    expect(a.err()).toMatch(/DNS register failed; retrying/);
+    expect(a.err()).toContain("IKON_ERR_DNS_UNREACHABLE");
+  });
+});
