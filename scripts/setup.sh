@@ -25,3 +25,6 @@ fi
 
 # Elasticsearch for the sink and query tests (fetched once into .cache/, see scripts/elasticsearch.sh).
 if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi
+
+# helm, built once from the Go module proxy into .cache/helm, renders the chart in test/deploy (needs Go).
+if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; fi

@@ -1,0 +1,260 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  agentContainers,
+  type ContainerLike,
+  helmPath,
+  type K8sDoc,
+  kubectlAvailable,
+  kustomizeDirs,
+  kustomizeFiles,
+  kustomizeRender,
+  podTemplate,
+  renderChart,
+  VALUE_SETS,
+  validateK8s,
+} from "./render.js";
+
+/**
+ * Every manifest in deploy/ and every rendering of the Helm chart, validated offline against the Kubernetes
+ * schemas (kubernetes-models: the OpenAPI schemas of the API compiled to validators), plus the security and
+ * operations rules the issue asks for.
+ */
+const sets = new Map<string, K8sDoc[]>();
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "ikon-deploy-"));
+  const helm = helmPath();
+  for (const [name, values] of Object.entries(VALUE_SETS))
+    sets.set(`chart:${name}`, renderChart(helm, name, values, dir));
+  for (const d of kustomizeDirs()) {
+    sets.set(`kustomize-files:${d}`, kustomizeFiles(d));
+    if (kubectlAvailable()) sets.set(`kustomize:${d}`, kustomizeRender(d));
+  }
+}, 600_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const all = () => [...sets].flatMap(([set, docs]) => docs.map((doc) => ({ set, doc })));
+const isFluentd = (c: ContainerLike) => c.image.startsWith("fluent/");
+
+describe("deploy/ manifests", () => {
+  it("renders the chart and the kustomize examples", () => {
+    expect(
+      sets
+        .get("chart:defaults")
+        ?.map((d) => d.kind)
+        .sort(),
+    ).toEqual(["ClusterRole", "ClusterRoleBinding", "DaemonSet", "ServiceAccount"]);
+    expect(
+      sets
+        .get("chart:noEnrich")
+        ?.map((d) => d.kind)
+        .sort(),
+    ).toEqual(["DaemonSet", "ServiceAccount"]);
+    expect(sets.get("kustomize-files:sidecar")?.map((d) => d.kind)).toEqual(["Deployment"]);
+    expect(sets.get("kustomize-files:exec")?.map((d) => d.kind)).toEqual(["Deployment"]);
+    expect(
+      sets
+        .get("kustomize-files:fluentd")
+        ?.map((d) => d.kind)
+        .sort(),
+    ).toEqual(["ConfigMap", "Service", "StatefulSet"]);
+  });
+
+  it("validates every object against the Kubernetes schemas", async () => {
+    const failures: string[] = [];
+    for (const { set, doc } of all()) {
+      try {
+        await validateK8s(doc);
+      } catch (e) {
+        failures.push(`${set} ${doc.kind}/${doc.metadata?.name}: ${(e as Error).message}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(all().length).toBeGreaterThan(20);
+  });
+
+  it("the validator rejects a broken object (the check can fail)", async () => {
+    const ds = structuredClone(sets.get("chart:defaults")!.find((d) => d.kind === "DaemonSet")!);
+    (ds.spec as { template: { spec: { containers: Array<Record<string, unknown>> } } }).template.spec
+      .containers[0]!.ports = [{ containerPort: "metrics" }];
+    await expect(validateK8s(ds)).rejects.toThrow(/containerPort/);
+  });
+
+  it("runs every container locked down: read-only root, no privilege escalation, no capabilities, non-root", () => {
+    const problems: string[] = [];
+    for (const { set, doc } of all()) {
+      const t = podTemplate(doc);
+      if (!t) continue;
+      expect(t.spec.securityContext?.seccompProfile, `${set} ${doc.kind} seccomp`).toEqual({
+        type: "RuntimeDefault",
+      });
+      for (const c of [...(t.spec.initContainers ?? []), ...t.spec.containers]) {
+        const sc = c.securityContext ?? {};
+        const where = `${set} ${doc.kind}/${doc.metadata.name} ${c.name}`;
+        if (sc.readOnlyRootFilesystem !== true) problems.push(`${where}: root filesystem writable`);
+        if (sc.allowPrivilegeEscalation !== false) problems.push(`${where}: privilege escalation allowed`);
+        if (JSON.stringify(sc.capabilities?.drop) !== '["ALL"]')
+          problems.push(`${where}: capabilities not dropped`);
+        const root = sc.runAsNonRoot === false;
+        // Allowed exceptions, each justified in values.yaml / docs/deploy.md:
+        // the init container that hands the hostPath state folder to the agent user (CHOWN+FOWNER only),
+        // and the opt-in runAsRoot for nodes whose logs are 0600.
+        const chown =
+          c.name === "state-owner" && JSON.stringify(sc.capabilities?.add) === '["CHOWN","FOWNER"]';
+        if (root && !chown && set !== "chart:root") problems.push(`${where}: runs as root`);
+        if (!root && sc.runAsNonRoot !== true && t.spec.securityContext?.runAsNonRoot !== true)
+          problems.push(`${where}: runAsNonRoot not set`);
+        if (sc.capabilities?.add && !chown) problems.push(`${where}: adds capabilities`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("the node agent reads /var/log/pods as non-root with group 0, read-only; state on a hostPath", () => {
+    const ds = sets.get("chart:defaults")!.find((d) => d.kind === "DaemonSet")!;
+    const t = podTemplate(ds)!;
+    expect(t.spec.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      supplementalGroups: [0],
+    });
+    const agent = t.spec.containers[0]!;
+    expect(agent.volumeMounts).toContainEqual({
+      name: "pod-logs",
+      mountPath: "/var/log/pods",
+      readOnly: true,
+    });
+    expect(t.spec.volumes).toContainEqual({
+      name: "pod-logs",
+      hostPath: { path: "/var/log/pods", type: "Directory" },
+    });
+    expect(t.spec.volumes).toContainEqual({
+      name: "state",
+      hostPath: { path: "/var/lib/ikontainer", type: "DirectoryOrCreate" },
+    });
+    expect((ds.spec as { template: { spec: { tolerations: unknown } } }).template.spec.tolerations).toEqual([
+      { operator: "Exists" },
+    ]);
+    // every hostPath except the state folder is mounted read-only, in every rendering
+    for (const [set, docs] of sets)
+      for (const d of docs) {
+        const p = podTemplate(d);
+        if (!p) continue;
+        const host = new Set((p.spec.volumes ?? []).filter((v) => v.hostPath).map((v) => v.name));
+        for (const c of p.spec.containers)
+          for (const m of c.volumeMounts ?? [])
+            if (host.has(m.name) && m.name !== "state") expect(m.readOnly, `${set} ${m.name}`).toBe(true);
+      }
+  });
+
+  it("probes /healthz and /readyz on the metrics port, with Prometheus scrape annotations", () => {
+    let n = 0;
+    for (const { set, doc } of all()) {
+      const t = podTemplate(doc);
+      for (const c of agentContainers(doc)) {
+        n++;
+        const port = c.ports?.find((p) => p.name === "metrics");
+        expect(port, `${set} ${c.name}`).toBeDefined();
+        expect(c.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+        expect(c.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
+        const metricsFlag = c.args![c.args!.indexOf("--metrics-port") + 1];
+        expect(Number(metricsFlag), `${set} ${c.name} --metrics-port`).toBe(port!.containerPort);
+        expect(t!.annotations).toMatchObject({
+          "prometheus.io/scrape": "true",
+          "prometheus.io/port": String(port!.containerPort),
+          "prometheus.io/path": "/metrics",
+        });
+      }
+    }
+    // 4 chart renderings + the sidecar and exec examples, as files and (with kubectl) as kustomize output
+    expect(n).toBe(4 + 2 * (kubectlAvailable() ? 2 : 1));
+  });
+
+  it("references Secrets and never inlines one", () => {
+    const secretish = /(KEY|PASSWORD|SECRET|TOKEN|TSIG)/i;
+    for (const { set, doc } of all()) {
+      expect(doc.kind, set).not.toBe("Secret");
+      const t = podTemplate(doc);
+      if (!t) continue;
+      for (const c of [...(t.spec.initContainers ?? []), ...t.spec.containers]) {
+        for (const e of c.env ?? [])
+          if (secretish.test(e.name) && !e.name.endsWith("_FILE"))
+            expect(e.valueFrom?.secretKeyRef, `${set} ${c.name} ${e.name}`).toBeDefined();
+        for (const a of c.args ?? [])
+          expect(a, `${set} ${c.name}`).not.toMatch(/^--(tsig|es-api-key|password)$/);
+      }
+    }
+    const everything = sets.get("chart:everything")!.find((d) => d.kind === "DaemonSet")!;
+    const text = JSON.stringify(everything);
+    expect(text).toContain('"secretKeyRef":{"name":"es-api-key","key":"api-key"}');
+    expect(text).toContain('"secretKeyRef":{"name":"fluentd-forward","key":"shared-key"}');
+    expect(text).toContain('"secret":{"secretName":"ddns-tsig","defaultMode":256}');
+    expect(text).toContain('"--tsig-file","/etc/ikontainer/tsig/tsig.key"');
+  });
+
+  it("grants the node agent pods get/list/watch and nothing else", () => {
+    const role = sets.get("chart:defaults")!.find((d) => d.kind === "ClusterRole")!;
+    expect(role.rules).toEqual([{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }]);
+    const binding = sets.get("chart:defaults")!.find((d) => d.kind === "ClusterRoleBinding")!;
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "ikontainer", namespace: "logging" }]);
+    for (const [set, docs] of sets) {
+      for (const d of docs.filter((x) => x.kind === "Role" || x.kind === "ClusterRole"))
+        expect(JSON.stringify(d.rules), set).toBe(JSON.stringify(role.rules));
+      // only the DaemonSet with enrichment mounts an API token
+      for (const d of docs) {
+        const t = podTemplate(d);
+        if (t)
+          expect(t.spec.automountServiceAccountToken, `${set} ${d.metadata.name}`).toBe(
+            set !== "chart:noEnrich" && set.startsWith("chart:"),
+          );
+      }
+    }
+  });
+
+  it("the fluentd ConfigMap forwards in_forward to out_elasticsearch with logstash_format and a file buffer", () => {
+    const cm = sets.get("kustomize-files:fluentd")!.find((d) => d.kind === "ConfigMap")!;
+    const conf = (cm.data as Record<string, string>)["fluent.conf"]!;
+    expect(conf).toMatch(/<source>\s+@type forward\s+port 24224/);
+    expect(conf).toMatch(/<match ikontainer\.\*\*>\s+@type elasticsearch/);
+    expect(conf).toMatch(/logstash_format true/);
+    expect(conf).toMatch(/logstash_prefix ikontainer-logs\n/);
+    expect(conf).toMatch(/<buffer>\s+@type file\s+path \/fluentd\/buffer\//);
+    // the buffer path is on the persistent volume, the config is the ConfigMap
+    const sts = sets.get("kustomize-files:fluentd")!.find((d) => d.kind === "StatefulSet")!;
+    const c = podTemplate(sts)!.spec.containers[0]!;
+    expect(isFluentd(c)).toBe(true);
+    expect(c.volumeMounts).toContainEqual({ name: "buffer", mountPath: "/fluentd/buffer" });
+    expect(readFileSync(new URL("../../src/config/elasticsearch.ts", import.meta.url), "utf8")).toContain(
+      'default: "ikontainer-logs"',
+    );
+  });
+
+  it("the sidecar shares an emptyDir with the application and gets the Downward API fields", () => {
+    const dep = sets.get("kustomize-files:sidecar")![0]!;
+    const t = podTemplate(dep)!;
+    const [app, agent] = t.spec.containers;
+    expect(app!.volumeMounts).toContainEqual({ name: "app-logs", mountPath: "/var/log/app" });
+    expect(agent!.volumeMounts).toContainEqual({
+      name: "app-logs",
+      mountPath: "/var/log/app",
+      readOnly: true,
+    });
+    expect(t.spec.volumes).toContainEqual({ name: "app-logs", emptyDir: { sizeLimit: "1Gi" } });
+    expect(agent!.args!.slice(0, 3)).toEqual(["run", "--watch", "/var/log/app"]);
+    const env = Object.fromEntries(agent!.env!.map((e) => [e.name, JSON.stringify(e.valueFrom)]));
+    expect(env).toMatchObject({
+      POD_NAME: '{"fieldRef":{"fieldPath":"metadata.name"}}',
+      POD_NAMESPACE: '{"fieldRef":{"fieldPath":"metadata.namespace"}}',
+      POD_IP: '{"fieldRef":{"fieldPath":"status.podIP"}}',
+      NODE_NAME: '{"fieldRef":{"fieldPath":"spec.nodeName"}}',
+    });
+    const exec = podTemplate(sets.get("kustomize-files:exec")![0]!)!.spec.containers[0]!;
+    expect(exec.args![0]).toBe("exec");
+    expect(exec.args).toContain("--");
+  });
+});
