@@ -145,3 +145,34 @@ export function clientOptions(conn: EsConnection): ClientOptions {
 export function redactUrl(url: string): string {
   return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, "$1");
 }
+
+/** Settings of the query commands (logs, trace, whois): the local store or Elasticsearch. */
+export const QUERY_SETTINGS: SettingDef[] = [
+  {
+    key: "es",
+    kind: "string",
+    arg: "URL",
+    description: "query Elasticsearch at this URL instead of the local store",
+  },
+  {
+    key: "stateDir",
+    kind: "string",
+    arg: "DIR",
+    default: "./ikontainer-state",
+    description: "state dir of the agent: its local store (store/) and CUID ledger (ledger.jsonl)",
+  },
+  {
+    key: "store",
+    kind: "list",
+    arg: "DIR",
+    description: "folder the file sink wrote to, repeatable (default: <state-dir>/store)",
+  },
+  {
+    key: "esIndexPrefix",
+    kind: "string",
+    arg: "PREFIX",
+    default: "ikontainer-logs",
+    description: "log indices are PREFIX-*",
+  },
+  ...ES_CONNECTION_SETTINGS,
+];

@@ -48,3 +48,17 @@ export function parseHostPort(
     throw ERR_INVALID_SETTING(`invalid ${setting}: expected HOST:PORT (got "${value}")`);
   return { host: m[1], port };
 }
+
+/** The one parser for points in time: ISO 8601 (`2026-11-23T10:00:00Z`, `2026-11-23`), `now`, or a duration ago (`15m`). */
+export function parseTime(value: string, setting: string, now: number = Date.now()): number {
+  const v = value.trim();
+  if (v === "now") return now;
+  if (/^\d+(?:\.\d+)?\s*(ms|s|m|h)$/.test(v)) return now - parseDuration(v, setting);
+  if (/^\d{4}-\d{2}-\d{2}/.test(v)) {
+    const t = Date.parse(/[zZ]|[+-]\d{2}:?\d{2}$/.test(v) || v.length === 10 ? v : `${v}Z`);
+    if (!Number.isNaN(t)) return t;
+  }
+  throw ERR_INVALID_SETTING(
+    `invalid ${setting}: expected an ISO time such as 2026-11-23T10:00:00Z, "now", or a duration ago such as 15m (got "${value}")`,
+  );
+}

@@ -51,6 +51,8 @@ export const ERR_DNS_UNREACHABLE = def("IKON_ERR_DNS_UNREACHABLE", "dns");
 export const ERR_DNS_NOT_FOUND = def("IKON_ERR_DNS_NOT_FOUND", "dns");
 /** A query command could not answer (store missing, bad time). */
 export const ERR_QUERY = def("IKON_ERR_QUERY", "query");
+/** `dashboards import`: Kibana could not be reached or refused the saved objects (message lists its errors). */
+export const ERR_DASHBOARDS_IMPORT = def("IKON_ERR_DASHBOARDS_IMPORT", "io");
 /** The child of `ikontainer exec` could not be started. */
 export const ERR_EXEC_SPAWN = def("IKON_ERR_EXEC_SPAWN", "io");
 

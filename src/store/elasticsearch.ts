@@ -1,0 +1,121 @@
+import { Client, type estypes } from "@elastic/elasticsearch";
+import { clientOptions, type EsConnection, redactUrl } from "../config/elasticsearch.js";
+import { ERR_QUERY, errorMessage } from "../core/errors.js";
+import { DEFAULT_LOGS_PREFIX, LEDGER_INDEX } from "../sinks/elasticsearch-schema.js";
+import type { LedgerEntry } from "./ledger.js";
+import type { LogFilter, LogRecord, Store } from "./query.js";
+
+/** The query commands over Elasticsearch: `ikontainer-logs-*` for lines, `ikontainer-cuids` for the ledger. */
+export class EsStore implements Store {
+  private readonly client: Client;
+
+  constructor(
+    private readonly conn: EsConnection,
+    private readonly prefix = DEFAULT_LOGS_PREFIX,
+    private readonly ledgerIndex = LEDGER_INDEX,
+  ) {
+    this.client = new Client(clientOptions(conn));
+  }
+
+  private fail(what: string, e: unknown): never {
+    throw ERR_QUERY(`cannot ${what} in Elasticsearch at ${redactUrl(this.conn.node)}: ${errorMessage(e)}`, e);
+  }
+
+  async logs(filter: LogFilter): Promise<LogRecord[]> {
+    const must: estypes.QueryDslQueryContainer[] = [];
+    if (filter.cuid !== undefined) must.push({ term: { ikontainer_CUID: filter.cuid } });
+    if (filter.requestId !== undefined) must.push({ term: { request_id: filter.requestId } });
+    if (filter.svc !== undefined) must.push({ term: { svc: filter.svc } });
+    if (filter.since !== undefined || filter.until !== undefined) {
+      const range: Record<string, string> = {};
+      if (filter.since !== undefined) range.gte = new Date(filter.since).toISOString();
+      if (filter.until !== undefined) range.lt = new Date(filter.until).toISOString();
+      must.push({ range: { "@timestamp": range } });
+    }
+    const limit = filter.limit ?? 100_000;
+    const out: LogRecord[] = [];
+    let after: unknown[] | undefined;
+    try {
+      while (out.length < limit) {
+        const size = Math.min(5000, limit - out.length);
+        const r = await this.client.search<Record<string, unknown>>({
+          index: `${this.prefix}-*`,
+          ignore_unavailable: true,
+          allow_no_indices: true,
+          size,
+          query: { bool: { filter: must } },
+          sort: [
+            { "@timestamp": { order: "asc" } },
+            { source: { order: "asc", unmapped_type: "keyword" } },
+            { ikontainer_offset: { order: "asc", unmapped_type: "long" } },
+            { ikontainer_part: { order: "asc", unmapped_type: "integer", missing: 0 } },
+          ],
+          ...(after ? { search_after: after as estypes.SortResults } : {}),
+        });
+        const hits = r.hits.hits;
+        for (const h of hits) out.push(toRecord(h._source ?? {}));
+        if (hits.length < size) break;
+        after = hits[hits.length - 1]!.sort;
+      }
+    } catch (e) {
+      this.fail("search the log indices", e);
+    }
+    return out;
+  }
+
+  async ledger(): Promise<LedgerEntry[]> {
+    const out: LedgerEntry[] = [];
+    try {
+      const r = await this.client.search<LedgerEntry>({
+        index: this.ledgerIndex,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        size: 10_000,
+        sort: [{ started_at: { order: "asc" } }],
+      });
+      for (const h of r.hits.hits) if (h._source) out.push(h._source);
+    } catch (e) {
+      this.fail(`read the CUID ledger (${this.ledgerIndex})`, e);
+    }
+    return out;
+  }
+
+  /** Ledger entries that held `ip` (as pod IP or host IP), straight from the index. */
+  async ledgerForIp(ip: string): Promise<LedgerEntry[]> {
+    try {
+      const r = await this.client.search<LedgerEntry>({
+        index: this.ledgerIndex,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        size: 10_000,
+        query: {
+          bool: { should: [{ term: { pod_ip: ip } }, { term: { host_ip: ip } }], minimum_should_match: 1 },
+        },
+        sort: [{ started_at: { order: "asc" } }],
+      });
+      return r.hits.hits.flatMap((h) => (h._source ? [h._source] : []));
+    } catch (e) {
+      this.fail(`read the CUID ledger (${this.ledgerIndex})`, e);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+function toRecord(s: Record<string, unknown>): LogRecord {
+  const str = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : undefined);
+  const r: LogRecord = {
+    cuid: str(s.ikontainer_CUID) ?? "",
+    svc: str(s.svc) ?? "",
+    message: str(s.message) ?? "",
+  };
+  const t = str(s["@timestamp"]);
+  if (t) r.time = t;
+  for (const f of ["request_id", "pod", "namespace", "node", "pod_ip", "source"] as const) {
+    const v = str(s[f]);
+    if (v !== undefined) r[f] = v;
+  }
+  return r;
+}
