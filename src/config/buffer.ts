@@ -1,13 +1,13 @@
 import type { SettingDef } from "./settings.js";
 
-/** The on-disk buffer kept in front of network sinks (fluentd, Elasticsearch): `<state-dir>/buffer/<sink>/`. */
+/** The on-disk buffer kept in front of fluentd outputs (`BufferedSink` wraps any network sink): `<state-dir>/buffer/<sink>/`. */
 export const BUFFER_SETTINGS: SettingDef[] = [
   {
     key: "buffer",
     kind: "bool",
     default: true,
     description:
-      "keep a durable on-disk buffer in front of network sinks (--no-buffer: write straight through)",
+      "keep a durable on-disk buffer in front of fluentd outputs (--no-buffer: write straight through)",
   },
   {
     key: "bufferMaxBytes",
@@ -15,6 +15,6 @@ export const BUFFER_SETTINGS: SettingDef[] = [
     arg: "SIZE",
     default: 256 * 1024 * 1024,
     description:
-      "bound of each network sink's on-disk buffer; when full, reading pauses (nothing is dropped)",
+      "bound of each buffered output's on-disk queue; when full, reading pauses (nothing is dropped)",
   },
 ];

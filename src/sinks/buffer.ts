@@ -291,7 +291,7 @@ export class BufferedSink implements Sink {
       sendBytes: 1024 * 1024,
       retryMinMs: 200,
       retryMaxMs: 30_000,
-      drainOnCloseMs: 5_000,
+      drainOnCloseMs: 1_000,
       fsync: true,
       ...options,
     } as Required<Omit<BufferOptions, "log">>;
