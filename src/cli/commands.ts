@@ -3,6 +3,7 @@ import { registerAmbassador } from "./ambassador.js";
 import { registerCuid } from "./cuid.js";
 import { registerDashboards } from "./dashboards.js";
 import "./elasticsearch-wiring.js";
+import "./fluentd-wiring.js";
 import { registerDdns } from "./ddns.js";
 import { registerExec } from "./exec.js";
 import { registerLogs } from "./logs.js";
