@@ -1,0 +1,194 @@
+/**
+ * Smoke test of the overhead benchmark (bench/): the app, our load generator, real Locust, and one short
+ * condition of the harness with the real agent. Nothing here is timed: speed is measured by
+ * `npm run bench:overhead`, not by tests.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningApp, SERVICES, startApp } from "../../bench/app/launch.js";
+import { account, tallyDir } from "../../bench/app/tally.js";
+import { exactSummary, LOCUST_STATS_COLUMNS, locustStatsCsv, runLoad } from "../../bench/loadgen.js";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const LOCUST = "/usr/bin/locust";
+
+let dir: string;
+let app: RunningApp;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "ikon-bench-"));
+  app = await startApp({ logMode: "file", logRoot: join(dir, "logs"), outputRoot: join(dir, "procs") });
+});
+
+afterAll(async () => {
+  await app?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("benchmark app", () => {
+  it("makes an x-request-id at the gateway and every service logs one line with it", async () => {
+    const r = await fetch(`${app.url}/`);
+    expect(r.status).toBe(200);
+    const id = r.headers.get("x-request-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    await r.text();
+    const up = await fetch(`${app.url}/upload`, {
+      method: "POST",
+      headers: { "x-request-id": "client-given-id" },
+      body: JSON.stringify({ title: "A study" }),
+    });
+    expect(up.status).toBe(201);
+    await up.text();
+    const written = await app.linesWritten();
+    expect(written).toEqual({ "db-access": 2, search: 1, upload: 1, api: 2, gateway: 2 });
+    await new Promise((res) => setTimeout(res, 200)); // file streams flush asynchronously
+    for (const svc of ["gateway", "api", "search", "db-access"] as const) {
+      const lines = readFileSync(app.logFile(svc), "utf8").trim().split("\n");
+      expect(lines[0]).toContain(` INFO ${svc} seq=1 request_id=${id} `);
+    }
+    expect(readFileSync(app.logFile("upload"), "utf8")).toContain(
+      "INFO upload seq=1 request_id=client-given-id ",
+    );
+  });
+
+  it("our load generator keeps the rate and writes Locust's _stats.csv columns", async () => {
+    const result = await runLoad({ host: app.url, users: 20, durationMs: 2000 });
+    const s = exactSummary(result, 500);
+    expect(s.failures).toBe(0);
+    // 20 users × one request per second × 2 s
+    expect(s.count).toBeGreaterThanOrEqual(30);
+    expect(s.count).toBeLessThanOrEqual(41);
+    expect(s.p50).toBeGreaterThan(0);
+    const csv = locustStatsCsv(result).trim().split("\r\n");
+    expect(csv[0]).toBe(LOCUST_STATS_COLUMNS.join(","));
+    const agg = csv.at(-1)!.split(",");
+    expect(agg[1]).toBe("Aggregated");
+    expect(Number(agg[2])).toBe(s.count);
+  });
+});
+
+describe.skipIf(!existsSync(LOCUST))("real Locust with bench/locustfile.py", () => {
+  it("runs headless and writes exact totals and the same CSV columns", () => {
+    const exact = join(dir, "locust_exact.json");
+    const r = spawnSync(
+      LOCUST,
+      ["-f", join(ROOT, "bench/locustfile.py"), "--headless", "-u", "10", "-r", "10", "-t", "3s"].concat([
+        "--host",
+        app.url,
+        "--csv",
+        join(dir, "locust"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+      ]),
+      {
+        cwd: dir,
+        env: {
+          ...process.env,
+          IKON_BENCH_EXACT: exact,
+          IKON_BENCH_WARMUP_S: "1",
+          IKON_BENCH_DURATION_S: "3",
+        },
+        encoding: "utf8",
+        timeout: 40_000,
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const totals = JSON.parse(readFileSync(exact, "utf8"));
+    expect(totals.tool).toBe("locust");
+    expect(totals.failures).toBe(0);
+    expect(totals.count).toBeGreaterThanOrEqual(20);
+    expect(totals.steadyCount).toBeLessThan(totals.count);
+    expect(totals.p50).toBeGreaterThan(0);
+    const header = readFileSync(join(dir, "locust_stats.csv"), "utf8").split("\r\n")[0];
+    expect(header).toBe(LOCUST_STATS_COLUMNS.join(","));
+  });
+});
+
+describe("the harness (bench/overhead.ts), one short run", () => {
+  it("measures no agent and the agent with the file sink, and every line is tagged exactly once", () => {
+    execFileSync("npx", ["tsc", "-p", "bench/tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
+    const out = join(dir, "results");
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, "bench/.work/dist/bench/overhead.js"),
+        "--quick",
+        "--rates",
+        "20",
+        "--duration",
+        "3s",
+      ].concat(["--warmup", "1s", "--conditions", "none,file", "--load", "loadgen", "--out", out]),
+      { cwd: ROOT, encoding: "utf8", timeout: 50_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const resultFile = readFileSync(
+      join(
+        out,
+        execFileSync("ls", [out], { encoding: "utf8" })
+          .split("\n")
+          .find((f) => f.endsWith(".json"))!,
+      ),
+      "utf8",
+    );
+    const res = JSON.parse(resultFile) as {
+      rows: {
+        condition: string;
+        written: number;
+        tagged: number;
+        lost: number;
+        duplicates: number;
+        failures: number;
+        requests: number;
+      }[];
+      trials: { condition: string; error?: string; agent?: { cpuSeconds: number; peakRssMiB: number } }[];
+    };
+    expect(res.trials.map((t) => t.error ?? "")).toEqual(["", ""]);
+    const none = res.rows.find((x) => x.condition === "none")!;
+    const file = res.rows.find((x) => x.condition === "file")!;
+    expect(none.requests).toBeGreaterThan(0);
+    expect(file.failures).toBe(0);
+    // 4 services see each request; the 20 proof requests before the load count too
+    expect(file.written).toBeGreaterThanOrEqual(4 * file.requests);
+    expect(file.tagged).toBe(file.written);
+    expect(file.lost).toBe(0);
+    expect(file.duplicates).toBe(0);
+    const agent = res.trials.find((t) => t.condition === "file")!.agent!;
+    expect(agent.cpuSeconds).toBeGreaterThan(0);
+    expect(agent.peakRssMiB).toBeGreaterThan(10);
+    expect(
+      readFileSync(
+        join(
+          out,
+          execFileSync("ls", [out], { encoding: "utf8" })
+            .split("\n")
+            .find((f) => f.endsWith(".svg"))!,
+        ),
+        "utf8",
+      ),
+    ).toContain("<svg");
+  });
+});
+
+describe("line accounting", () => {
+  it("counts lost, duplicated and cut lines from sequence numbers", () => {
+    const d = mkdtempSync(join(tmpdir(), "ikon-tally-"));
+    try {
+      const tag = '{"ikontainer_CUID":"0190f0e0-0000-7000-8000-000000000001","svc":"api"}';
+      const line = (n: number) =>
+        `2026-01-01T00:00:00.000Z INFO api seq=${n} request_id=x "GET / HTTP/1.1" 200 1.00ms`;
+      execFileSync("sh", [
+        "-c",
+        `printf '%s\\n' '${line(1)}${tag}' '${line(1)}${tag}' '${line(3)}${tag}' '2026-01-01T00:00:00.000Z INFO api seq=4 req${tag}' '${line(5)}' > ${d}/app.log`,
+      ]);
+      const a = account(tallyDir(d), { api: 5 });
+      expect(a).toMatchObject({ written: 5, tagged: 2, lost: 3, duplicates: 1, malformed: 1, untagged: 1 });
+      expect(SERVICES).toContain("api");
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
