@@ -30,23 +30,30 @@ const ENV = {
   IKONTAINER_FLUENTD_RECONNECT_MAX: "300ms",
 };
 
-function agent(logs: string, state: string, port: number): AgentProcess {
-  const a = startCli(
-    [
-      "run",
-      "--watch",
-      logs,
-      "--output",
-      `fluentd://127.0.0.1:${port}`,
-      "--svc",
-      "web",
-      "--state-dir",
-      state,
-      "--log-level",
-      "info",
-    ],
-    { env: ENV },
-  );
+/** Settings through the environment, or (`flags`) through run's --fluentd-* and --buffer-* flags. */
+function agent(logs: string, state: string, port: number, how: "env" | "flags" = "env"): AgentProcess {
+  const base = [
+    "run",
+    "--watch",
+    logs,
+    "--output",
+    `fluentd://127.0.0.1:${port}`,
+    "--svc",
+    "web",
+    "--state-dir",
+    state,
+  ];
+  const flags = [
+    "--fluentd-ack-timeout",
+    "3s",
+    "--fluentd-connect-timeout",
+    "1s",
+    "--fluentd-reconnect-max",
+    "300ms",
+    "--buffer-max-bytes",
+    "8MiB",
+  ];
+  const a = startCli(how === "env" ? base : [...base, ...flags], { env: how === "env" ? ENV : process.env });
   cleanup.push(() =>
     a.child.exitCode === null && a.child.signalCode === null ? stopAgent(a, "SIGKILL") : undefined,
   );
@@ -144,11 +151,11 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const c = counter(r);
     const total = 20_000;
     const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9b", 120]);
-    const a = agent(logs, state, r.port);
+    const a = agent(logs, state, r.port, "flags");
     await until(() => r.stored.length >= 6000, 20_000);
     await stopAgent(a, "SIGKILL");
     const lastChunk = r.ackedChunkSizes.at(-1)!;
-    const b = agent(logs, state, r.port);
+    const b = agent(logs, state, r.port, "flags");
     await writer;
     await until(() => c.counts.size >= total, 30_000);
     await sleep(800);
