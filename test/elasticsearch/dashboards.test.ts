@@ -1,0 +1,177 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import { LOG_FIELDS, logsIndexTemplate } from "../../src/sinks/elasticsearch-schema.js";
+
+const run = promisify(execFile);
+const MAIN = new URL("../../dist/cli/main.js", import.meta.url).pathname;
+const NDJSON = new URL("../../dashboards/ikontainer.ndjson", import.meta.url);
+
+type SavedObject = {
+  type: string;
+  id: string;
+  attributes: Record<string, unknown>;
+  references: Array<{ name: string; type: string; id: string }>;
+};
+const objects = (): SavedObject[] =>
+  readFileSync(NDJSON, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as SavedObject);
+
+/** Every field name the saved objects use: columns, sort, time field, Lens source fields, control fields. */
+function referencedFields(objs: SavedObject[]): Set<string> {
+  const out = new Set<string>();
+  for (const o of objs) {
+    const a = o.attributes;
+    if (typeof a.timeFieldName === "string") out.add(a.timeFieldName);
+    for (const c of (a.columns as string[] | undefined) ?? []) out.add(c);
+    for (const s of (a.sort as Array<[string, string]> | undefined) ?? []) out.add(s[0]);
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object")
+        for (const [k, x] of Object.entries(v)) {
+          if ((k === "sourceField" || k === "fieldName") && typeof x === "string" && x !== "___records___")
+            out.add(x);
+          else walk(x);
+        }
+    };
+    walk(a.state);
+    const cg = a.controlGroupInput as { panelsJSON?: string } | undefined;
+    if (cg?.panelsJSON) walk(JSON.parse(cg.panelsJSON));
+  }
+  return out;
+}
+
+describe("dashboards/ (Kibana 8 saved objects)", () => {
+  it("has the data view, the saved search, a timeline and a dashboard with CUID and request-ID controls", () => {
+    const objs = objects();
+    const dv = objs.find((o) => o.type === "index-pattern")!;
+    expect(dv.attributes.title).toBe("ikontainer-logs-*");
+    const search = objs.find((o) => o.type === "search")!;
+    expect(search.attributes.title).toBe("lines by CUID and request ID");
+    expect(search.attributes.columns).toEqual(
+      expect.arrayContaining(["ikontainer_CUID", "request_id", "message"]),
+    );
+    const dash = objs.find((o) => o.type === "dashboard")!;
+    const controls = Object.values(
+      JSON.parse((dash.attributes.controlGroupInput as { panelsJSON: string }).panelsJSON) as Record<
+        string,
+        { explicitInput: { fieldName: string } }
+      >,
+    ).map((c) => c.explicitInput.fieldName);
+    expect(controls).toEqual(expect.arrayContaining(["ikontainer_CUID", "request_id"]));
+    const panels = JSON.parse(dash.attributes.panelsJSON as string) as Array<{
+      panelRefName: string;
+      panelIndex: string;
+    }>;
+    // every panel and control resolves to an object in the file
+    const ids = new Set(objs.map((o) => `${o.type}:${o.id}`));
+    for (const p of panels) {
+      const ref = dash.references.find((r) => r.name === `${p.panelIndex}:${p.panelRefName}`);
+      expect(ref, p.panelRefName).toBeDefined();
+      expect(ids.has(`${ref!.type}:${ref!.id}`)).toBe(true);
+    }
+    for (const o of objs)
+      for (const r of o.references) expect(ids.has(`${r.type}:${r.id}`), r.name).toBe(true);
+    const lens = objs.find((o) => o.type === "lens")!;
+    expect(JSON.stringify(lens.attributes.state)).toContain('"sourceField":"ikontainer_CUID"');
+  });
+
+  it("references only fields the index template maps", () => {
+    const mapped = new Set(Object.keys(LOG_FIELDS));
+    const tpl = logsIndexTemplate("ikontainer-logs") as {
+      template: { mappings: { properties: Record<string, unknown> } };
+    };
+    expect(new Set(Object.keys(tpl.template.mappings.properties))).toEqual(mapped);
+    const used = [...referencedFields(objects())];
+    expect(used.length).toBeGreaterThanOrEqual(6);
+    expect(used.filter((f) => !mapped.has(f))).toEqual([]);
+  });
+});
+
+describe("ikontainer dashboards import", () => {
+  let server: Server | undefined;
+  afterEach(() => server?.close());
+
+  async function kibana(answer: (req: IncomingMessage, body: Buffer) => [number, unknown]) {
+    const seen: Array<{ req: IncomingMessage; body: Buffer }> = [];
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks);
+        seen.push({ req, body });
+        const [status, json] = answer(req, body);
+        res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(json));
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+  }
+
+  /** What Kibana's import API checks: method, path, xsrf header, a multipart body with the NDJSON as `file`. */
+  function kibanaChecks(req: IncomingMessage, body: Buffer): string | undefined {
+    if (req.method !== "POST") return "method";
+    const u = new URL(req.url!, "http://x");
+    if (!/^(\/s\/[^/]+)?\/api\/saved_objects\/_import$/.test(u.pathname)) return `path ${u.pathname}`;
+    if (u.searchParams.get("overwrite") !== "true") return "overwrite";
+    if (!req.headers["kbn-xsrf"]) return "kbn-xsrf";
+    const m = /^multipart\/form-data; boundary=(.+)$/.exec(req.headers["content-type"] ?? "");
+    if (!m) return "content-type";
+    const parts = body.toString("utf8").split(`--${m[1]}`);
+    if (parts[parts.length - 1]!.trim() !== "--") return "closing boundary";
+    const file = parts.find((p) => /name="file"; filename="[^"]+\.ndjson"/.test(p));
+    if (!file) return "file part";
+    const content = file.slice(file.indexOf("\r\n\r\n") + 4, -2);
+    if (content !== readFileSync(NDJSON, "utf8")) return "file content";
+    return undefined;
+  }
+
+  it("posts the NDJSON the way Kibana's saved-objects import API expects", async () => {
+    const k = await kibana((req, body) => {
+      const bad = kibanaChecks(req, body);
+      return bad
+        ? [400, { statusCode: 400, message: `bad request: ${bad}` }]
+        : [200, { success: true, successCount: 4 }];
+    });
+    const r = await run(
+      process.execPath,
+      [MAIN, "dashboards", "import", "--kibana", k.url, "--kibana-space", "ops"],
+      {
+        env: { ...process.env, IKONTAINER_KIBANA_PASSWORD: "s3cret", IKONTAINER_KIBANA_USERNAME: "elastic" },
+      },
+    );
+    expect(r.stdout).toContain("imported 4 saved objects");
+    expect(k.seen).toHaveLength(1);
+    expect(k.seen[0]!.req.url).toBe("/s/ops/api/saved_objects/_import?overwrite=true");
+    expect(k.seen[0]!.req.headers.authorization).toBe(
+      `Basic ${Buffer.from("elastic:s3cret").toString("base64")}`,
+    );
+    expect(r.stdout + r.stderr).not.toContain("s3cret");
+  });
+
+  it("fails with the objects Kibana could not import, and when Kibana is unreachable", async () => {
+    const k = await kibana(() => [
+      200,
+      {
+        success: false,
+        successCount: 3,
+        errors: [{ id: "ikontainer-cuid-timeline", type: "lens", error: { type: "missing_references" } }],
+      },
+    ]);
+    const r = await run(process.execPath, [MAIN, "dashboards", "import", "--kibana", k.url]).catch((e) => e);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("IKON_ERR_DASHBOARDS_IMPORT");
+    expect(r.stderr).toContain("lens ikontainer-cuid-timeline: missing_references");
+    server!.close();
+    const down = await run(process.execPath, [MAIN, "dashboards", "import", "--kibana", k.url]).catch(
+      (e) => e,
+    );
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain("cannot reach Kibana");
+  });
+});
