@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
+import { ERR_INVALID_SETTING } from "../../core/errors.js";
 
 /**
  * Optional enrichment from the Kubernetes API server: pod IP and labels of the pods on THIS node, keyed by
@@ -65,12 +66,25 @@ export class PodWatcher {
   private synced = false;
   private syncWaiters: (() => void)[] = [];
   private loop: Promise<void> | undefined;
+  /** Ends the backoff sleep early (stop). */
+  private wake: (() => void) | undefined;
 
   constructor(private readonly opts: KubeApiOptions) {
     const u = new URL(opts.url);
+    let ca: Buffer | undefined;
+    if (u.protocol === "https:" && opts.caFile) {
+      try {
+        ca = readFileSync(opts.caFile);
+      } catch (e) {
+        throw ERR_INVALID_SETTING(
+          `invalid --kube-ca-file: cannot read ${opts.caFile} (${(e as Error).message}); in a pod, is the service-account token mounted (automountServiceAccountToken)?`,
+          e,
+        );
+      }
+    }
     this.agent =
       u.protocol === "https:"
-        ? new https.Agent({ keepAlive: true, ...(opts.caFile ? { ca: readFileSync(opts.caFile) } : {}) })
+        ? new https.Agent({ keepAlive: true, ...(ca ? { ca } : {}) })
         : new http.Agent({ keepAlive: true });
     this.selector = encodeURIComponent(`spec.nodeName=${opts.nodeName}`);
   }
@@ -106,6 +120,7 @@ export class PodWatcher {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wake?.();
     this.current?.destroy();
     this.agent.destroy();
     await this.loop?.catch(() => undefined);
@@ -125,7 +140,13 @@ export class PodWatcher {
           continue;
         }
         this.opts.onError?.(e as Error);
-        await new Promise((r) => setTimeout(r, backoff));
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, backoff);
+          this.wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
         backoff = Math.min(backoff * 2, 30_000);
       }
       this.expireDeleted();
