@@ -21,6 +21,7 @@ import { silentLogger } from "../observe/logger.js";
 import { registry } from "../observe/metrics.js";
 import { type StructuredOptions, streamIdentity, toStructured } from "../transforms/tag.js";
 import { BufferedSink, bufferDirName } from "./buffer.js";
+import { documentId } from "./elasticsearch.js";
 import type { Sink, SinkReceipt } from "./sink.js";
 
 /**
@@ -166,7 +167,15 @@ export class FluentdSink implements Sink {
     if (this.closed) throw ERR_SINK(`${this.id}: sink is closed`);
     if (batch.lines.length === 0) return undefined;
     const tag = `${this.o.tagPrefix}.${streamIdentity(batch.stream, this.o.structured.identity).svc}`;
-    const records = batch.lines.map((l) => toStructured(l, batch, this.o.structured));
+    const cuid = streamIdentity(batch.stream, this.o.structured.identity).cuid;
+    const records = batch.lines.map((l) => {
+      const rec = toStructured(l, batch, this.o.structured) as Record<string, unknown>;
+      // The same offset and document id the Elasticsearch sink uses: fluentd's out_elasticsearch can use
+      // `id_key ikontainer_id`, so a chunk sent twice (at-least-once) is still stored once.
+      rec.ikontainer_offset = l.offset;
+      rec.ikontainer_id = documentId(cuid, batch, l.offset, l.part, l.bytes);
+      return rec;
+    });
     const client = this.getClient();
 
     // Emit only on an established connection: events queued inside the client while it is down would be

@@ -5,6 +5,7 @@ import { EventTime } from "@fluent-org/logger";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { IkontainerError } from "../../src/core/errors.js";
 import { BufferedSink } from "../../src/sinks/buffer.js";
+import { documentId } from "../../src/sinks/elasticsearch.js";
 import { createFluentdSink, eventTimeOf, FluentdSink, parseFluentdSpec } from "../../src/sinks/fluentd.js";
 import { downwardFields } from "../../src/transforms/tag.js";
 import { ForwardReceiver, makeTestPki, receiverTls, type TestPki } from "../fixtures/forward-server.js";
@@ -79,6 +80,10 @@ describe("fluentd sink (forward protocol with acks)", () => {
       node: "node-1",
       pod_ip: "10.1.2.3",
     });
+    // Same offset and _id as the Elasticsearch sink, for `id_key ikontainer_id` in out_elasticsearch.
+    expect(first.record.ikontainer_offset).toBe(0);
+    expect(first.record.ikontainer_id).toBe(documentId(CUID, batch, 0, undefined, batch.lines[0]!.bytes));
+    expect(new Set(r.stored.map((e) => e.record.ikontainer_id)).size).toBe(6);
     const json = r.stored[5]!;
     expect(json.record).toMatchObject({
       message: "json line",
