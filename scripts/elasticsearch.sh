@@ -130,7 +130,7 @@ EOF
   # jvm.options names logs/ relative to the distribution, which the dedicated user cannot write
   sed -i "s#file=logs/#file=$dir/logs/#; s#-XX:ErrorFile=logs/#-XX:ErrorFile=$dir/logs/#; s#-XX:HeapDumpPath=data#-XX:HeapDumpPath=$dir/data#" \
     "$dir/config/jvm.options"
-  if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$dir/config" "$dir/data" "$dir/logs"; fi
+  if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$dir"; fi
   echo "$port" >"$dir/port"
   rm -f "$dir/pid"
   log "starting Elasticsearch $VERSION on 127.0.0.1:$port (heap $HEAP, dir $dir)"
