@@ -1,0 +1,203 @@
+/**
+ * Proxy overhead (issue 4): HTTP requests, each on a new TCP connection (the proxy works per connection),
+ * sent directly to an instance and through `ikontainer proxy` (SOCKS5, the name resolved by SRV in a real
+ * knotd), interleaved in one run. Latency per request (sequential) and requests/s (concurrent clients).
+ *
+ *   npm run bench:dns
+ *   node bench/.work/dist/bench/dns-proxy.js --requests 2000 --concurrency 16 --duration 5s
+ *
+ * Results: bench/results/dns-proxy-<stamp>.json
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { connect, type Socket } from "node:net";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { SocksClient } from "socks";
+import { v7 } from "uuid";
+import { parseDuration } from "../src/config/units.js";
+import { parseTsigSpec } from "../src/discovery/tsig.js";
+import { registerInstance } from "../src/discovery/update.js";
+import { freePort, startKnot } from "../test/fixtures/knot.js";
+
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: "string", default: "2000" },
+    concurrency: { type: "string", default: "16" },
+    duration: { type: "string", default: "5s" },
+    out: { type: "string", default: new URL("../../../results/", import.meta.url).pathname },
+  },
+});
+// Compiled to bench/.work/dist/bench/: the repository root is four levels up.
+const CLI = new URL("../../../../dist/cli/main.js", import.meta.url).pathname;
+
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+const summary = (xs: number[]) => ({
+  n: xs.length,
+  p50_ms: +pct(xs, 50).toFixed(3),
+  p90_ms: +pct(xs, 90).toFixed(3),
+  p99_ms: +pct(xs, 99).toFixed(3),
+  mean_ms: +(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(3),
+});
+
+function request(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let body = "";
+    socket.on("data", (d: Buffer) => {
+      body += d.toString();
+    });
+    socket.once("end", () => (body.endsWith("ok") ? resolve() : reject(new Error(`bad reply: ${body}`))));
+    socket.once("error", reject);
+    socket.write("GET / HTTP/1.0\r\nHost: web\r\n\r\n");
+  });
+}
+
+async function main(): Promise<void> {
+  const knot = await startKnot();
+  const host = "127.0.0.2";
+  const port = await freePort(host);
+  const web = createServer((_q, s) => s.end("ok"));
+  await new Promise<void>((r) => web.listen(port, host, r));
+  await registerInstance(
+    { server: { host: knot.host, port: knot.port }, key: parseTsigSpec(knot.tsig), zone: knot.zone },
+    {
+      cuid: v7(),
+      svcLabel: "web",
+      namespace: "bench",
+      zone: knot.zone,
+      ip: host,
+      ports: [{ name: "http", port, proto: "tcp" }],
+      started: new Date().toISOString(),
+    },
+    { ttl: 5000, leaseMs: 300_000 },
+  );
+  const proxyPort = await freePort();
+  const logFile = join(os.tmpdir(), `ikt-proxy-bench-${process.pid}.log`);
+  const proxy: ChildProcess = spawn(
+    "node",
+    [
+      CLI,
+      "proxy",
+      "--listen",
+      `127.0.0.1:${proxyPort}`,
+      "--dns-server",
+      `127.0.0.1:${knot.port}`,
+      "--zone",
+      knot.zone,
+    ],
+    { stdio: ["ignore", "ignore", openSync(logFile, "w")] },
+  );
+  const name = `web.bench.${knot.zone}`;
+  const direct = async () => {
+    const s = connect({ host, port });
+    await new Promise((r, j) => s.once("connect", r).once("error", j));
+    await request(s);
+  };
+  const viaProxy = async () => {
+    const { socket } = await SocksClient.createConnection({
+      proxy: { host: "127.0.0.1", port: proxyPort, type: 5 },
+      command: "connect",
+      destination: { host: name, port: 80 },
+      timeout: 5000,
+    });
+    await request(socket);
+  };
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!readFileSync(logFile, "utf8").includes("listening")) {
+      if (Date.now() > deadline) throw new Error(`proxy did not start: ${readFileSync(logFile, "utf8")}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Warm-up both paths (JIT, the proxy's DNS cache).
+    for (let i = 0; i < 200; i++) await Promise.all([direct(), viaProxy()]);
+
+    // Latency: sequential, interleaved in blocks of 50 so drift hits both alike.
+    const lat = { direct: [] as number[], proxy: [] as number[] };
+    const n = Number(args.requests);
+    for (let done = 0; done < n; done += 50) {
+      for (const [k, f] of [
+        ["direct", direct],
+        ["proxy", viaProxy],
+      ] as const) {
+        for (let i = 0; i < 50; i++) {
+          const t0 = performance.now();
+          await f();
+          lat[k].push(performance.now() - t0);
+        }
+      }
+    }
+
+    // Throughput: `concurrency` clients in closed loops for `duration`, each path twice, alternating.
+    const durationMs = parseDuration(args.duration!, "--duration");
+    const conc = Number(args.concurrency);
+    const throughput = async (f: () => Promise<void>) => {
+      let count = 0;
+      let errors = 0;
+      const end = performance.now() + durationMs;
+      await Promise.all(
+        Array.from({ length: conc }, async () => {
+          while (performance.now() < end) {
+            try {
+              await f();
+              count++;
+            } catch {
+              errors++;
+            }
+          }
+        }),
+      );
+      return { rps: +((count * 1000) / durationMs).toFixed(1), errors };
+    };
+    const tp = {
+      direct: [] as { rps: number; errors: number }[],
+      proxy: [] as { rps: number; errors: number }[],
+    };
+    for (let r = 0; r < 2; r++) {
+      tp.direct.push(await throughput(direct));
+      tp.proxy.push(await throughput(viaProxy));
+    }
+    const d = summary(lat.direct);
+    const p = summary(lat.proxy);
+    const best = (xs: { rps: number }[]) => Math.max(...xs.map((x) => x.rps));
+    const out = {
+      benchmark: "dns-proxy",
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
+      setup:
+        "HTTP/1.0 GET, a new TCP connection per request; direct = to the instance's address; proxy = SOCKS5 to `ikontainer proxy` (separate process, default log level: one JSON log line per connection), which resolves web.bench.<zone>:80 through SRV _http._tcp (cached for the records' 5 s TTL) and connects",
+      latency: {
+        direct: d,
+        proxy: p,
+        added_p50_ms: +(p.p50_ms - d.p50_ms).toFixed(3),
+        added_p99_ms: +(p.p99_ms - d.p99_ms).toFixed(3),
+        added_mean_ms: +(p.mean_ms - d.mean_ms).toFixed(3),
+      },
+      throughput: {
+        concurrency: conc,
+        duration_ms: durationMs,
+        direct_runs: tp.direct,
+        proxy_runs: tp.proxy,
+        direct_rps: best(tp.direct),
+        proxy_rps: best(tp.proxy),
+        proxy_relative: +(best(tp.proxy) / best(tp.direct)).toFixed(3),
+      },
+      notes:
+        "Client, proxy, web server and knotd share the machine's 2 cores, so requests/s through the proxy also pays for the proxy's CPU.",
+    };
+    mkdirSync(args.out!, { recursive: true });
+    const file = join(args.out!, `dns-proxy-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+    writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\nwritten to ${file}\n`);
+  } finally {
+    proxy.kill("SIGTERM");
+    web.close();
+    await knot.stop();
+  }
+}
+
+await main();
