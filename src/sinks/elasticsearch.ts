@@ -95,6 +95,9 @@ interface Item {
   source: string;
 }
 
+/** Below this, a queue is not split across request slots (tiny bulks cost more than they save). */
+const MIN_SPLIT_BYTES = 256 * 1024;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class ElasticsearchSink implements Sink {
@@ -107,6 +110,7 @@ export class ElasticsearchSink implements Sink {
   private readonly retryInitial: number;
   private readonly retryMax: number;
   private readonly pending: Item[] = [];
+  private pendingBytes = 0;
   private inFlight = 0;
   private failures = 0;
   private pausedUntil = 0;
@@ -152,7 +156,10 @@ export class ElasticsearchSink implements Sink {
         items[i++] = { job, id, index, ndjson, bytes: Buffer.byteLength(ndjson), source };
       }
       this.jobs.add(job);
-      for (const it of items) this.pending.push(it);
+      for (const it of items) {
+        this.pending.push(it);
+        this.pendingBytes += it.bytes;
+      }
       this.pump();
     });
   }
@@ -172,16 +179,22 @@ export class ElasticsearchSink implements Sink {
     }
     this.expireJobs(now);
     while (this.inFlight < this.concurrency && this.pending.length > 0) {
+      // Spread what is queued over the free request slots: Elasticsearch indexes one bulk request of one
+      // shard on one write thread, so two half-size requests use two cores where one full-size uses one.
+      const free = this.concurrency - this.inFlight;
+      const limit = Math.min(this.flushBytes, Math.max(MIN_SPLIT_BYTES, Math.ceil(this.pendingBytes / free)));
       const items: Item[] = [];
       let size = 0;
       while (this.pending.length > 0) {
         const it = this.pending[0]!;
         if (it.job.failed) {
           this.pending.shift();
+          this.pendingBytes -= it.bytes;
           continue;
         }
-        if (items.length > 0 && size + it.bytes > this.flushBytes) break;
+        if (items.length > 0 && size + it.bytes > limit) break;
         this.pending.shift();
+        this.pendingBytes -= it.bytes;
         items.push(it);
         size += it.bytes;
       }
@@ -260,7 +273,9 @@ export class ElasticsearchSink implements Sink {
       retryInMs: delay,
     });
     // retried items go first: they are the oldest
-    this.pending.unshift(...items.filter((it) => !it.job.failed));
+    const again = items.filter((it) => !it.job.failed);
+    for (const it of again) this.pendingBytes += it.bytes;
+    this.pending.unshift(...again);
   }
 
   private async send(items: Item[]): Promise<void> {
@@ -359,6 +374,7 @@ export class ElasticsearchSink implements Sink {
     for (const job of [...this.jobs])
       this.failJob(job, ERR_SINK(`${this.id}: closed before Elasticsearch accepted`));
     this.pending.length = 0;
+    this.pendingBytes = 0;
     // wait briefly for requests in flight so the socket closes cleanly
     for (let i = 0; i < 50 && this.inFlight > 0; i++) await sleep(20);
     await this.client.close();
