@@ -134,7 +134,7 @@ export const TAIL_SETTINGS: SettingDef[] = [
     key: "checkpointInterval",
     kind: "duration",
     arg: "DURATION",
-    default: 100,
+    default: 1000,
     description: "how often accepted progress is written to the state dir",
   },
 ];

@@ -79,10 +79,10 @@ export class CheckpointStore {
   /** Records accepted progress (in memory; `flush` makes it durable). Synchronous, so input and receipts agree. */
   commit(
     id: string,
-    state: InputState,
+    state: InputState | undefined,
     receipts: ReadonlyArray<{ sink: string; key: string; value: unknown } | undefined>,
   ): void {
-    this.data.inputs[id] = state;
+    if (state) this.data.inputs[id] = state;
     for (const r of receipts) {
       if (!r) continue;
       let s = this.data.sinks[r.sink];
@@ -94,6 +94,28 @@ export class CheckpointStore {
     }
     this.dirty = true;
   }
+
+  /**
+   * Records one sink value and resolves once it is durable (the next flush, coalesced over ~10 ms): for state
+   * a sink needs on disk BEFORE it writes (the file sink's size of a file it is about to open).
+   */
+  persistSinkValue(sink: string, key: string, value: unknown): Promise<void> {
+    this.commit("", undefined, [{ sink, key, value }]);
+    this.soon ??= new Promise<void>((resolve, reject) =>
+      setTimeout(() => {
+        this.soon = undefined;
+        try {
+          this.flush(true);
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      }, 10),
+    );
+    return this.soon;
+  }
+
+  private soon: Promise<void> | undefined;
 
   forget(id: string): void {
     if (id in this.data.inputs) {

@@ -32,7 +32,9 @@ export class Pipeline {
    */
   async recover(): Promise<void> {
     if (!this.checkpoints) return;
-    for (const s of this.sinks) await s.recover?.(this.checkpoints.sinkState(s.id));
+    const cp = this.checkpoints;
+    for (const s of this.sinks)
+      await s.recover?.(cp.sinkState(s.id), (key, value) => cp.persistSinkValue(s.id, key, value));
   }
 
   get healthy(): boolean {

@@ -1,11 +1,9 @@
-import { createHash } from "node:crypto";
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { type FileHandle, mkdir, open, stat, truncate } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { ERR_SINK } from "../core/errors.js";
 import type { LineBatch } from "../core/record.js";
 import type { BatchEncoder } from "../transforms/tag.js";
-import type { Sink, SinkReceipt } from "./sink.js";
+import type { PersistSinkValue, Sink, SinkReceipt } from "./sink.js";
 
 interface Output {
   fh: FileHandle;
@@ -20,40 +18,27 @@ interface Output {
  * Exactly once across kill -9: each write returns the output file's new size as a receipt, stored in the same
  * atomic checkpoint as the input offset. At start, every output file is cut back to its checkpointed size, so
  * bytes written after the last checkpoint are removed and then written again from the checkpointed input.
- * A file first opened after the last checkpoint is cut back to the size it had when first opened (kept in
- * `origins`, written before the first byte goes out).
+ * A file this sink has not written before gets its current size checkpointed before the first byte goes out.
+ * Without a checkpoint (exec mode) it only appends.
  */
 export class FileSink implements Sink {
   readonly id: string;
   private readonly dir: string;
   private readonly outputs = new Map<string, Promise<Output>>();
   private committed: Record<string, unknown> = {};
-  /** Set by recover(): cut files back to checkpointed sizes. Without it (exec mode) the sink only appends. */
-  private exactlyOnce = false;
-  private readonly originsPath: string;
-  private origins: Record<string, number>;
+  private persist: PersistSinkValue | undefined;
 
   constructor(
     dir: string,
     private readonly encode: BatchEncoder,
-    stateDir: string,
   ) {
     this.dir = resolve(dir);
     this.id = `file:${this.dir}`;
-    this.originsPath = join(
-      stateDir,
-      `file-sink-${createHash("sha256").update(this.dir).digest("hex").slice(0, 12)}.json`,
-    );
-    try {
-      this.origins = JSON.parse(readFileSync(this.originsPath, "utf8")) as Record<string, number>;
-    } catch {
-      this.origins = {};
-    }
   }
 
-  async recover(state: Readonly<Record<string, unknown>>): Promise<void> {
+  async recover(state: Readonly<Record<string, unknown>>, persist: PersistSinkValue): Promise<void> {
     this.committed = { ...state };
-    this.exactlyOnce = true;
+    this.persist = persist;
   }
 
   private target(rel: string): string {
@@ -67,17 +52,15 @@ export class FileSink implements Sink {
     try {
       await mkdir(dirname(path), { recursive: true });
       let keep = this.committed[rel] as number | undefined;
-      if (keep === undefined && this.exactlyOnce) keep = this.origins[rel];
-      if (keep === undefined && !this.exactlyOnce) keep = Number.MAX_SAFE_INTEGER;
+      if (keep === undefined && !this.persist) keep = Number.MAX_SAFE_INTEGER; // exec mode: append only
       if (keep === undefined) {
-        // First time this sink writes this file: remember its size before any byte goes out.
+        // First time this sink writes this file: its current size goes into the checkpoint before any byte out.
         keep = await stat(path).then(
           (s) => s.size,
           () => 0,
         );
-        this.origins[rel] = keep;
-        writeFileSync(`${this.originsPath}.tmp`, JSON.stringify(this.origins));
-        renameSync(`${this.originsPath}.tmp`, this.originsPath);
+        this.committed[rel] = keep;
+        await this.persist!(rel, keep);
       }
       const current = await stat(path).then(
         (s) => s.size,

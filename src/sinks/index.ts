@@ -21,8 +21,8 @@ type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) =>
  * `store:DIR` is the embedded local store (a file sink that always writes JSON, for the query commands).
  */
 const factories: Array<[prefix: string, make: Factory]> = [
-  ["file:", (spec, ctx, enc) => new FileSink(spec.slice(5), enc, ctx.stateDir)],
-  ["store:", (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured), ctx.stateDir)],
+  ["file:", (spec, _ctx, enc) => new FileSink(spec.slice(5), enc)],
+  ["store:", (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured))],
   [
     "stdout",
     (spec, _ctx, enc) => {

@@ -10,6 +10,9 @@ export interface SinkReceipt {
   value: unknown;
 }
 
+/** Stores `value` under `key` in the sink's checkpoint state and resolves when that is on disk. */
+export type PersistSinkValue = (key: string, value: unknown) => Promise<void>;
+
 /**
  * One small interface for every destination.
  *
@@ -17,12 +20,13 @@ export interface SinkReceipt {
  *   (file: bytes written; fluentd: acked; Elasticsearch: every bulk item stored or dead-lettered).
  *   It rejects when the batch was not accepted; the pipeline retries with backoff and does not advance.
  * - `recover` gets back, before the first write, every receipt value that was checkpointed last time,
- *   so the sink can cut back work that was done but not checkpointed.
+ *   so the sink can cut back work that was done but not checkpointed; `persist` records a value durably
+ *   before a write that depends on it (not called at all when the source keeps no checkpoint: exec mode).
  */
 export interface Sink {
   /** Stable id, e.g. `file:/var/log/out`, `stdout`, `fluentd://host:24224`. Keys the checkpoint state. */
   readonly id: string;
-  recover?(state: Readonly<Record<string, unknown>>): Promise<void>;
+  recover?(state: Readonly<Record<string, unknown>>, persist: PersistSinkValue): Promise<void>;
   write(batch: LineBatch): Promise<SinkReceipt | undefined>;
   /** Flush and release resources; resolve when everything accepted so far is durable. */
   close(): Promise<void>;

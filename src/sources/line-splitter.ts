@@ -72,7 +72,8 @@ export class LineSplitter {
         this.start += max;
         from += max;
       }
-      if (from < buf.length) this.pending = buf.subarray(from);
+      // Copy: a view would keep the whole read buffer alive while the line waits for its newline.
+      if (from < buf.length) this.pending = Buffer.from(buf.subarray(from));
     }
     return out;
   }

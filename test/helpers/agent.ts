@@ -1,5 +1,5 @@
 import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -125,8 +125,34 @@ export function readStamped(dir: string): Array<{ file: string; text: string; cu
       }
     }
   };
-  walk(dir);
+  if (existsSync(dir)) walk(dir);
   return out;
+}
+
+/** Like readStamped, but a line caught half-written (the agent is mid-write) yields [] instead of throwing. */
+export function readStampedSoFar(dir: string): ReturnType<typeof readStamped> {
+  try {
+    return readStamped(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Number of complete lines in every file under dir (cheap progress check). */
+export function countLines(dir: string): number {
+  let n = 0;
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else {
+        const b = readFileSync(p);
+        for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
+      }
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return n;
 }
 
 /** Counts `seq=<n>` occurrences: exactly-once check helper. */

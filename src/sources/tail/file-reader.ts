@@ -7,7 +7,7 @@ import { LineSplitter } from "../line-splitter.js";
 /** Bytes hashed to tell a reused inode number from the file we were reading. */
 export const FINGERPRINT_BYTES = 256;
 const MAX_CHUNK = 1024 * 1024;
-const MIN_CHUNK = 64 * 1024;
+const MIN_CHUNK = 4 * 1024;
 
 export function fingerprint(buf: Buffer): string {
   return createHash("sha256").update(buf).digest("hex").slice(0, 32);
@@ -100,7 +100,8 @@ export class FileReader {
       this.again = false;
       for (;;) {
         if (this.closed) return;
-        const want = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.knownSize - this.readPos));
+        // Size reads to what stat said is there: thousands of small files must not each hold a big buffer.
+        const want = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.knownSize - this.readPos + MIN_CHUNK));
         const buf = Buffer.allocUnsafe(want);
         const { bytesRead } = await this.fh.read(buf, 0, want, this.readPos);
         if (bytesRead === 0) break;

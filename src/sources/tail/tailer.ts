@@ -1,4 +1,4 @@
-import type { Stats } from "node:fs";
+import { type FSWatcher as FsWatcher, watch as fsWatch, type Stats } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
@@ -60,6 +60,9 @@ export class Tailer {
   private readonly reported = new Set<string>();
   private readonly finishedInodes = new Set<string>();
   private watcher: FSWatcher | undefined;
+  private readonly dirWatchers = new Map<string, FsWatcher>();
+  private scans: Promise<void>[] = [];
+  private pollCount = 0;
   private poller: NodeJS.Timeout | undefined;
   private initialScanDone = false;
   private stopped = false;
@@ -111,30 +114,65 @@ export class Tailer {
           "watched folder does not exist (yet); files created there later are picked up",
         );
     }
-    const ignored = (path: string, st?: Stats): boolean => {
-      if (!st || st.isDirectory()) return false;
-      return this.wanted(path) === undefined && !st.isSymbolicLink();
-    };
+    // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its own
+    // for its files. Watching folders rather than every file keeps memory flat with thousands of files.
     this.watcher = watch(this.roots as string[], {
-      ignored,
+      ignored: (_path: string, st?: Stats) => st !== undefined && !st.isDirectory(),
       followSymlinks: false,
       atomic: false,
       ignoreInitial: false,
       persistent: true,
     });
-    const check = (p: string) => void this.check(p);
-    this.watcher.on("add", check).on("change", check).on("unlink", check);
+    this.watcher.on("addDir", (dir) => this.watchDir(dir));
+    this.watcher.on("unlinkDir", (dir) => {
+      this.dirWatchers.get(dir)?.close();
+      this.dirWatchers.delete(dir);
+    });
     this.watcher.on("error", (e) => {
       metrics.errors.inc({ kind: "watch" });
       this.opts.log.warn({ err: errorMessage(e) }, "watcher error");
     });
     await new Promise<void>((res) => this.watcher!.once("ready", () => res()));
+    await Promise.all(this.scans);
     await Promise.all(this.opening.values());
     this.initialScanDone = true;
     await this.resumeRotatedFromCheckpoint();
     this.ready = true;
     this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
     this.poller.unref();
+  }
+
+  /** Watches one folder's entries, then checks what is already there (watch first: nothing slips between). */
+  private watchDir(dir: string): void {
+    if (this.dirWatchers.has(dir) || this.stopped) return;
+    try {
+      const w = fsWatch(dir, { persistent: false }, (_event, name) => {
+        if (name) void this.check(join(dir, name.toString()));
+        else void this.scanDir(dir);
+      });
+      w.on("error", () => {
+        w.close();
+        this.dirWatchers.delete(dir);
+      });
+      this.dirWatchers.set(dir, w);
+    } catch (e) {
+      this.reportOnce(
+        `dir:${dir}`,
+        (e as NodeJS.ErrnoException).code === "EACCES" ? "permission" : "watch",
+        "cannot watch folder",
+        {
+          path: dir,
+          err: errorMessage(e),
+        },
+      );
+      return;
+    }
+    this.scans.push(this.scanDir(dir));
+  }
+
+  private async scanDir(dir: string): Promise<void> {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    await Promise.all(entries.filter((e) => !e.isDirectory()).map((e) => this.check(join(dir, e.name))));
   }
 
   /** Runs `fn` with a slot of the read semaphore. */
@@ -343,6 +381,8 @@ export class Tailer {
     if (this.stopped) return;
     const now = Date.now();
     for (const path of [...this.byPath.keys()]) void this.check(path);
+    // Safety net for lost events (inotify queue overflow): re-list folders now and then.
+    if (++this.pollCount % 10 === 0) for (const dir of this.dirWatchers.keys()) void this.scanDir(dir);
     for (const r of [...this.byInode.values()]) {
       if (r.detachedAt === undefined) continue;
       this.kick(r);
@@ -356,8 +396,9 @@ export class Tailer {
   /**
    * After a restart, files of a known stream may sit under rotated names we do not include (app.log → app.log.1):
    * - a file that was being read when the agent died: found by its inode next to its old name, finished;
-   * - a file never read at all (written and rotated while the agent was down): a sibling named `<name>.<suffix>`
-   *   (not compressed), unknown to the checkpoint, modified after `ownedSince`: read from the start.
+   * - a file never read at all (written and rotated while the agent was down): a sibling of a known or current
+   *   file named `<name>.<suffix>` (not compressed), unknown to the checkpoint, modified after `ownedSince`
+   *   (when this container's CUID was made): read from the start.
    * An inode unknown to the checkpoint never had a line accepted, so reading it whole duplicates nothing.
    */
   private async resumeRotatedFromCheckpoint(): Promise<void> {
@@ -365,6 +406,8 @@ export class Tailer {
     const known = new Set(Object.keys(inputs));
     const streams = new Map<string, string>(); // old path → stream path (for rel)
     for (const s of Object.values(inputs)) streams.set(s.path, s.path);
+    // Also the files found now: their stream may have rotated while the agent was down before it read anything.
+    for (const p of this.byPath.keys()) streams.set(p, p);
     const dirs = new Set([...streams.keys()].map((p) => dirname(p)));
     for (const dir of dirs) {
       const names = await readdir(dir).catch(() => [] as string[]);
@@ -413,6 +456,8 @@ export class Tailer {
     this.stopped = true;
     if (this.poller) clearInterval(this.poller);
     await this.watcher?.close();
+    for (const w of this.dirWatchers.values()) w.close();
+    this.dirWatchers.clear();
     await Promise.allSettled(this.opening.values());
     const readers = [...this.byInode.values()];
     if (drain) await Promise.allSettled(readers.map((r) => this.withSlot(() => r.kick())));

@@ -1,0 +1,209 @@
+import { chmodSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  countLines,
+  readStamped,
+  removeDir,
+  sleep,
+  startCli,
+  stopAgent,
+  tempDir,
+  until,
+} from "../helpers/agent.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) removeDir(d);
+});
+
+function setup(extra: string[] = []) {
+  const root = tempDir("ikon-in-");
+  dirs.push(root);
+  const d = { root, logs: join(root, "logs"), out: join(root, "out"), state: join(root, "state") };
+  mkdirSync(d.logs);
+  const args = ["run", "--watch", d.logs, "--output", `file:${d.out}`, "--state-dir", d.state, "--svc", "in"];
+  return { ...d, args: [...args, "--linger", "300ms", "--poll-interval", "100ms", ...extra] };
+}
+
+/** What the agent must emit for `input`: split on \n, one trailing \r dropped, pieces of `max` bytes. */
+function expectedLines(input: Buffer, max: number, withUnterminated: boolean): string[] {
+  const out: string[] = [];
+  const text = input.toString("latin1");
+  const parts = text.split("\n");
+  const last = parts.pop()!;
+  const emit = (line: string) => {
+    if (line.length <= max) return out.push(line);
+    let i = 0;
+    while (line.length - i > max) {
+      out.push(line.slice(i, i + max));
+      i += max;
+    }
+    out.push(line.slice(i));
+  };
+  for (const p of parts) emit(p.endsWith("\r") ? p.slice(0, -1) : p);
+  if (withUnterminated && last !== "") emit(last);
+  return out;
+}
+
+describe("bad input", () => {
+  const MAX = 1024 * 1024;
+  const corpus = Buffer.concat([
+    Buffer.from("plain line\n"),
+    Buffer.from([0x00, 0x01, 0x02, 0xff, 0xfe, 0x7f, 0x0d, 0x0a]), // binary, ends CRLF
+    Buffer.from([0x62, 0x61, 0x64, 0x20, 0xc3, 0x28, 0x20, 0xe2, 0x82, 0x0a]), // invalid UTF-8
+    Buffer.from("windows line\r\n"),
+    Buffer.from("double cr\r\r\n"),
+    Buffer.from("\n\n"), // empty lines
+    Buffer.from('{"msg":"fake","ikontainer_CUID":"00000000-0000-0000-0000-000000000000","svc":"evil"}\n'),
+    Buffer.from(
+      'text then fake tag {"ikontainer_CUID":"11111111-1111-1111-1111-111111111111","svc":"evil"}\n',
+    ),
+    Buffer.concat([Buffer.alloc(5 * MAX, 0x61), Buffer.from("\n")]), // a 5 MiB line
+    Buffer.concat([Buffer.alloc(MAX + 7, 0x62), Buffer.from("\n")]),
+    Buffer.from("no final newline"),
+  ]);
+
+  it("append format is byte-transparent; long lines become tagged pieces; fake tags never win", async () => {
+    const d = setup();
+    writeFileSync(join(d.logs, "bad.log"), corpus);
+    const agent = startCli(d.args);
+    const want = expectedLines(corpus, MAX, false);
+    await until(() => readStamped(d.out).length >= want.length);
+    await sleep(400); // the unterminated line must NOT come out while the file is still there
+    expect(readStamped(d.out).map((l) => l.text)).toEqual(want);
+
+    const raw = readFileSync(join(d.out, "bad.log"), "latin1").split("\n");
+    const cuid = JSON.parse(readFileSync(join(d.state, "cuid.json"), "utf8")).cuid as string;
+    // Every line ends with the agent's own tag, even the ones that carried a fake tag already.
+    for (const l of raw.slice(0, -1))
+      expect(l).toMatch(new RegExp(`\\{"ikontainer_CUID":"${cuid}","svc":"in"(,.*)?\\}$`));
+    const pieces = raw.filter((l) => l.includes('"ikontainer_part"'));
+    expect(pieces.length).toBe(5 + 2);
+    expect(pieces.filter((l) => l.includes('"ikontainer_partial":true')).length).toBe(4 + 1);
+
+    // Rotated away: after the linger the unterminated last line is emitted.
+    renameSync(join(d.logs, "bad.log"), join(d.logs, "bad.log.1"));
+    await until(() => readStamped(d.out).length === want.length + 1, 10_000);
+    expect(readStamped(d.out).at(-1)!.text).toBe("no final newline");
+    const res = await fetchMetricsAndStop(agent);
+    expect(res).toBeDefined();
+  });
+
+  it("json format: invalid UTF-8 replaced and flagged, app fields kept, agent keys win", async () => {
+    const d = setup(["--format", "json"]);
+    writeFileSync(join(d.logs, "bad.log"), corpus);
+    const agent = startCli(d.args);
+    const want = expectedLines(corpus, MAX, false).length;
+    const read = () =>
+      readFileSync(join(d.out, "bad.log"), "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    await until(() => {
+      try {
+        return read().length >= want;
+      } catch {
+        return false;
+      }
+    });
+    await stopAgent(agent);
+    const recs = read();
+    const cuid = JSON.parse(readFileSync(join(d.state, "cuid.json"), "utf8")).cuid as string;
+    for (const r of recs) {
+      expect(r.ikontainer_CUID).toBe(cuid);
+      expect(r.svc).toBe("in");
+      expect(typeof r["@timestamp"]).toBe("string");
+      expect(r.source).toBe(join(d.logs, "bad.log"));
+    }
+    const invalid = recs.filter((r) => r.ikontainer_invalid_utf8 === true);
+    expect(invalid.map((r) => r.message)).toEqual([
+      "\u0000\u0001\u0002\ufffd\ufffd\u007f",
+      "bad \ufffd( \ufffd",
+    ]);
+    const fake = recs.find((r) => r.app_ikontainer_CUID !== undefined)!;
+    expect(fake).toMatchObject({
+      msg: "fake",
+      message: "fake",
+      app_ikontainer_CUID: "00000000-0000-0000-0000-000000000000",
+      app_svc: "evil",
+      ikontainer_CUID: cuid,
+      svc: "in",
+    });
+    expect(recs.filter((r) => r.ikontainer_part !== undefined).length).toBe(7);
+  });
+});
+
+async function fetchMetricsAndStop(agent: ReturnType<typeof startCli>) {
+  return stopAgent(agent);
+}
+
+describe("files, folders and links", () => {
+  it("picks up files and folders created later; include/exclude; symlink escapes are reported, inner links read once", async () => {
+    const d = setup(["--metrics-port", "0", "--log-level", "info"]);
+    const outside = join(d.root, "outside");
+    mkdirSync(outside);
+    writeFileSync(join(outside, "secret.log"), "secret\n");
+    writeFileSync(join(d.logs, "a.log"), "a1\n");
+    writeFileSync(join(d.logs, "a.log.1"), "rotated\n");
+    writeFileSync(join(d.logs, "a.log.2.gz"), "gz\n");
+    writeFileSync(join(d.logs, "notes.txt"), "txt\n");
+    symlinkSync(join(outside, "secret.log"), join(d.logs, "escape.log"));
+    symlinkSync(join(d.logs, "a.log"), join(d.logs, "alias.log"));
+    const agent = startCli(d.args);
+    await agent.waitForLog("tailing");
+    mkdirSync(join(d.logs, "late", "deeper"), { recursive: true });
+    writeFileSync(join(d.logs, "late", "deeper", "x.log"), "x1\nx2\n");
+    writeFileSync(join(d.logs, "late", "y.log"), "y1\n");
+    await until(() => readStamped(d.out).length >= 4);
+    await sleep(500);
+    await stopAgent(agent);
+    const texts = readStamped(d.out)
+      .map((l) => l.text)
+      .sort();
+    expect(texts).toEqual(["a1", "x1", "x2", "y1"]);
+    expect(agent.stderr()).toContain("IKON_ERR_SYMLINK_ESCAPE");
+    expect(agent.stderr()).not.toContain('"secret"');
+  });
+
+  it("2,000 files at once: every line once", async () => {
+    const d = setup(["--log-level", "warn"]);
+    for (let i = 0; i < 2000; i++) {
+      const sub = join(d.logs, `pod-${i % 50}`);
+      if (i < 50) mkdirSync(sub);
+      writeFileSync(
+        join(sub, `f${i}.log`),
+        Array.from({ length: 10 }, (_, j) => `f${i} line ${j}\n`).join(""),
+      );
+    }
+    const agent = startCli(d.args);
+    await until(() => countLines(d.out) >= 20_000, 40_000, 250);
+    await stopAgent(agent);
+    const texts = readStamped(d.out).map((l) => l.text);
+    expect(texts.length).toBe(20_000);
+    expect(new Set(texts).size).toBe(20_000);
+  });
+});
+
+describe("permission denied", () => {
+  it.skipIf(process.getuid?.() !== 0)(
+    "an unreadable file is reported (log + metric) and the rest keeps going",
+    async () => {
+      const d = setup(["--metrics-port", "0", "--log-level", "info"]);
+      for (const p of [d.root, d.logs]) chmodSync(p, 0o777);
+      writeFileSync(join(d.logs, "open.log"), "readable\n");
+      writeFileSync(join(d.logs, "closed.log"), "hidden\n");
+      chmodSync(join(d.logs, "open.log"), 0o644);
+      chmodSync(join(d.logs, "closed.log"), 0o600);
+      // Root reads everything: run the agent as nobody, as in a real non-root container.
+      const agent = startCli(d.args, { uid: 65534, gid: 65534 });
+      const started = await agent.waitForLog("serving /metrics, /healthz, /readyz");
+      await until(() => readStamped(d.out).length >= 1);
+      const metrics = await (await fetch(`http://127.0.0.1:${started.port}/metrics`)).text();
+      await stopAgent(agent);
+      expect(readStamped(d.out).map((l) => l.text)).toEqual(["readable"]);
+      expect(agent.stderr()).toMatch(/cannot open file; skipping it.*EACCES|EACCES.*cannot open file/);
+      expect(metrics).toMatch(/ikontainer_errors_total\{kind="permission"\} 1/);
+    },
+  );
+});
