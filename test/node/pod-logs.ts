@@ -33,11 +33,15 @@ export class PodLogTree {
   readonly written: WrittenLine[] = [];
   private clock = 0;
   private seq = 0;
+  /** Application lines written (including interleaved ones). */
+  count = 0;
 
   constructor(
     readonly root: string,
     /** Payload padding so lines have a realistic size. */
     private readonly pad = 60,
+    /** Keep every written line for checks (off for benchmarks). */
+    private readonly record = true,
   ) {
     mkdirSync(root, { recursive: true });
   }
@@ -76,8 +80,12 @@ export class PodLogTree {
     return { timeText: `${iso}.${String(ns).padStart(9, "0")}Z`, timeMs: ms };
   }
 
-  /** Appends `n` lines to a container's current log: every 5th on stderr, every 7th split into P pieces. */
-  write(p: SimPod, container: string, n: number): void {
+  /**
+   * Appends `n` lines to a container's current log: every 5th on stderr, every 7th split into P pieces.
+   * Returns the lines' texts in order (the application's lines, without the CRI framing).
+   */
+  write(p: SimPod, container: string, n: number): string[] {
+    const texts: string[] = [];
     const key = `pod/${p.uid}/${container}/${p.restarts[container]}`;
     let out = "";
     for (let k = 0; k < n; k++) {
@@ -94,16 +102,21 @@ export class PodLogTree {
         const oseq = this.seq++;
         const otext = `L ${oseq} ${p.name}/${container}/${p.restarts[container]} interleaved`;
         const ot = this.nextTime();
+        this.count++;
         out += `${ot.timeText} ${other} F ${otext}\n`;
-        this.written.push({ text: otext, key, stream: other, ...ot });
+        if (this.record) this.written.push({ text: otext, key, stream: other, ...ot });
+        texts.push(otext);
         out += `${this.nextTime().timeText} ${stream} P ${pieces[1]}\n`;
         out += `${this.nextTime().timeText} ${stream} F ${pieces[2]}\n`;
       } else {
         out += `${t.timeText} ${stream} F ${text}\n`;
       }
-      this.written.push({ text, key, stream, ...t });
+      if (this.record) this.written.push({ text, key, stream, ...t });
+      this.count++;
+      texts.push(text);
     }
     appendFileSync(this.logOf(p, container), out);
+    return texts;
   }
 
   /** kubelet restarts a container: a new <restart+1>.log beside the old one, which stays. */

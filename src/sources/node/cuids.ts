@@ -90,8 +90,15 @@ export class ContainerCuidStore {
     const key = instanceKey(p);
     const known = this.entries.get(key);
     if (known) return { entry: known, created: false };
-    const entry: ContainerCuid = {
-      key,
+    const entry = this.makeEntry(p);
+    this.append(entry);
+    this.entries.set(key, entry);
+    return { entry, created: true };
+  }
+
+  private makeEntry(p: ContainerLogPath): ContainerCuid {
+    return {
+      key: instanceKey(p),
       cuid: newCuid(this.version),
       version: this.version,
       created_at: new Date().toISOString(),
@@ -105,9 +112,22 @@ export class ContainerCuidStore {
           }
         : { container_id: p.containerId }),
     };
-    this.append(entry);
-    this.entries.set(key, entry);
-    return { entry, created: true };
+  }
+
+  /**
+   * Records CUIDs for many new instances with one write and one fsync (the agent's start on a busy node:
+   * hundreds of containers at once). Known instances are left as they are. Returns the new entries.
+   */
+  createMany(paths: readonly ContainerLogPath[]): ContainerCuid[] {
+    const created: ContainerCuid[] = [];
+    for (const p of paths) {
+      if (this.entries.has(instanceKey(p))) continue;
+      const entry = this.makeEntry(p);
+      this.entries.set(entry.key, entry);
+      created.push(entry);
+    }
+    if (created.length) this.append(...created);
+    return created;
   }
 
   /** Drops an instance whose logs are gone for good (pod deleted); its key can never come back. */
@@ -124,9 +144,9 @@ export class ContainerCuidStore {
     }
   }
 
-  private append(rec: ContainerCuid | Tombstone): void {
+  private append(...recs: Array<ContainerCuid | Tombstone>): void {
     try {
-      writeSync(this.fd, `${JSON.stringify(rec)}\n`);
+      writeSync(this.fd, recs.map((r) => `${JSON.stringify(r)}\n`).join(""));
       fsyncSync(this.fd);
     } catch (e) {
       throw ERR_STATE_DIR(`cannot write ${this.path}: ${(e as Error).message}`, e);

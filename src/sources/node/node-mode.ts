@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { NodeConfig } from "../../config/node.js";
 import { errorMessage } from "../../core/errors.js";
@@ -68,8 +68,12 @@ export class NodeMode {
     }
   }
 
-  /** Starts the pod watch (enrichment only; lines flow without it) and the state-file sweeper. */
+  /**
+   * Starts the pod watch (enrichment only; lines flow without it) and the state-file sweeper, and gives every
+   * container log already on the node its CUID in one durable write (instead of one fsync per file).
+   */
   async start(): Promise<void> {
+    this.createExisting();
     if (this.watcher) {
       await this.watcher.start().catch((e: unknown) => {
         this.opts.log.warn(
@@ -81,6 +85,34 @@ export class NodeMode {
     const every = Math.max(1000, Math.min(60_000, Math.floor(this.opts.node.forgetAfter / 4)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
+  }
+
+  private createExisting(): void {
+    const found: ContainerLogPath[] = [];
+    const list = (d: string) => {
+      try {
+        return readdirSync(d);
+      } catch {
+        return [];
+      }
+    };
+    const podDir = this.roots[0]!;
+    for (const pod of list(podDir))
+      for (const c of list(join(podDir, pod)))
+        for (const f of list(join(podDir, pod, c))) {
+          const p = parsePodLogPath(`${pod}/${c}/${f}`);
+          if (p) found.push(p);
+        }
+    if (this.opts.node.dockerLogDir)
+      for (const id of list(this.roots[1]!)) {
+        const p = parseDockerLogPath(`${id}/${id}-json.log`);
+        if (p && existsSync(join(this.roots[1]!, id, `${id}-json.log`))) found.push(p);
+      }
+    const created = this.cuids.createMany(found);
+    for (const e of created) {
+      this.opts.log.info({ cuid: e.cuid, ...withoutKey(e) }, "new container instance");
+      this.opts.onInstance?.(e);
+    }
   }
 
   async stop(): Promise<void> {
@@ -174,6 +206,11 @@ export class NodeMode {
     }
     return forgotten;
   }
+}
+
+function withoutKey(e: ContainerCuid): Record<string, unknown> {
+  const { key: _k, cuid: _c, version: _v, created_at: _t, ...rest } = e;
+  return rest;
 }
 
 function applyPod(fields: Fields, pod: PodMeta): void {
