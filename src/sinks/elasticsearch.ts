@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Client, errors as esErrors } from "@elastic/elasticsearch";
@@ -64,14 +64,17 @@ const esMetrics = {
 /** The `_id` of a line: CUID, stream, input identity, byte offset, piece, and a digest of the bytes. */
 export function documentId(
   cuid: string,
-  batch: LineBatch,
+  batch: Pick<LineBatch, "stream" | "inputId">,
   offset: number,
   part: number | undefined,
   bytes: Buffer,
+  run = "",
 ): string {
   // The content digest keeps a new file that reuses an inode number from colliding with an old one.
   return createHash("sha1")
-    .update(`${cuid}\u0000${batch.stream.key}\u0000${batch.inputId}\u0000${offset}\u0000${part ?? 0}\u0000`)
+    .update(
+      `${cuid}\u0000${batch.stream.key}\u0000${batch.inputId}${run}\u0000${offset}\u0000${part ?? 0}\u0000`,
+    )
     .update(bytes)
     .digest("base64url");
 }
@@ -119,6 +122,7 @@ export class ElasticsearchSink implements Sink {
   private templateInstalling: Promise<void> | undefined;
   private closed = false;
   private readonly jobs = new Set<Job>();
+  private readonly runNonce = randomBytes(8).toString("hex");
 
   constructor(private readonly opts: ElasticsearchSinkOptions) {
     this.id = `elasticsearch:${redactUrl(opts.connection.node)}`;
@@ -135,6 +139,9 @@ export class ElasticsearchSink implements Sink {
     if (this.closed) return Promise.reject(ERR_SINK(`${this.id}: sink is closed`));
     if (batch.lines.length === 0) return Promise.resolve(undefined);
     const cuid = streamIdentity(batch.stream, this.opts.structured.identity).cuid;
+    // A child's stdio (exec:…) cannot be replayed and its offsets restart at 0 with every run: ids are made
+    // unique per sink instance, so a restarted child's first lines never look like the last run's.
+    const run = batch.inputId.startsWith("exec:") ? `@${this.runNonce}` : "";
     return new Promise<SinkReceipt | undefined>((resolve, reject) => {
       const job: Job = {
         total: batch.lines.length,
@@ -149,7 +156,7 @@ export class ElasticsearchSink implements Sink {
       for (const line of batch.lines) {
         const rec = toStructured(line, batch, this.opts.structured) as Record<string, unknown>;
         rec.ikontainer_offset = line.offset;
-        const id = documentId(cuid, batch, line.offset, line.part, line.bytes);
+        const id = documentId(cuid, batch, line.offset, line.part, line.bytes, run);
         const index = dailyIndex(this.prefix, rec["@timestamp"] as string);
         const source = JSON.stringify(rec);
         const ndjson = `{"create":{"_index":"${index}","_id":"${id}"}}\n${source}\n`;

@@ -159,6 +159,21 @@ describe("Elasticsearch sink (real Elasticsearch)", () => {
     );
   });
 
+  it("a restarted exec child's lines (offsets from 0 again, same CUID) are new lines; a retry is not", async () => {
+    const prefix = `t-${randomUUID().slice(0, 8)}-logs`;
+    const cuid = randomUUID();
+    const stdout = { key: "exec:stdout", path: "stdout", relPath: "stdout.log", channel: "stdout" as const };
+    const batch = () =>
+      makeBatches({ stream: stdout, inputId: "exec:stdout", lines: ["server starting"], perBatch: 1 })[0]!;
+    const first = sink(prefix, cuid);
+    await first.write(batch());
+    await first.write(batch()); // the pipeline retrying the same batch
+    await first.close();
+    const second = sink(prefix, cuid); // the agent and its child started again
+    await second.write(batch());
+    expect(await count(url, `${prefix}-*`)).toBe(2);
+  });
+
   it("reads credentials from files and environment and never shows them in its id", async () => {
     const keyFile = join(tmp, "api-key");
     writeFileSync(keyFile, "c2VjcmV0LWlkOnNlY3JldC1rZXk=\n");
