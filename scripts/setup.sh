@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what the tests and the demo need on a fresh Debian 12 machine, idempotently:
-# npm dependencies, Debian packages (Knot DNS, dig, inotify-tools, uuidgen, Locust), the Elasticsearch zip.
+# npm dependencies, Debian packages (Knot DNS, BIND 9 for the documented config, dig, inotify-tools, uuidgen, Locust), the Elasticsearch zip.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 need=""
-for pair in knotd:knot kdig:knot-dnsutils dig:bind9-dnsutils nsupdate:bind9-dnsutils curl:curl ip:iproute2 inotifywait:inotify-tools uuidgen:uuid-runtime; do
+for pair in knotd:knot kdig:knot-dnsutils dig:bind9-dnsutils nsupdate:bind9-dnsutils named:bind9 curl:curl ip:iproute2 inotifywait:inotify-tools uuidgen:uuid-runtime; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done

@@ -95,10 +95,15 @@ export function registerDdns(program: Command): void {
       }
       registrar.start();
       registrar.once("registered", () => process.stdout.write(`${registrar.name}\n`));
+      // The registrar's timers do not hold the process open (they must not keep `run` alive): this does.
+      const keepAlive = setInterval(() => {}, 3_600_000);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info({ signal }, "stopping: deregistering");
-          void registrar.stop().finally(resolve);
+          void registrar.stop().finally(() => {
+            clearInterval(keepAlive);
+            resolve();
+          });
         };
         process.once("SIGTERM", () => stop("SIGTERM"));
         process.once("SIGINT", () => stop("SIGINT"));

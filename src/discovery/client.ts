@@ -42,6 +42,8 @@ export interface DnsFailure {
   server: string;
   /** True when the server answered (a retry will not help until the server's config or ours changes). */
   answered: boolean;
+  /** False when the request certainly never reached the server (no connection); an update may have landed otherwise. */
+  sent?: boolean;
 }
 
 export type DnsError = IkontainerError & { dns: DnsFailure };
@@ -67,6 +69,7 @@ export function tcpExchange(
     const sock = connect({ host: server.host, port: server.port });
     let buf = Buffer.alloc(0);
     let done = false;
+    let sent = false;
     const finish = (err?: Error) => {
       if (done) return;
       done = true;
@@ -81,10 +84,7 @@ export function tcpExchange(
           dnsError(
             ERR_DNS_UNREACHABLE,
             `no answer from DNS server ${serverLabel(server)} within ${timeoutMs} ms`,
-            {
-              server: serverLabel(server),
-              answered: false,
-            },
+            { server: serverLabel(server), answered: false, sent },
           ),
         ),
       timeoutMs,
@@ -93,6 +93,7 @@ export function tcpExchange(
       const len = Buffer.alloc(2);
       len.writeUInt16BE(request.length, 0);
       sock.write(Buffer.concat([len, request]));
+      sent = true;
     });
     sock.on("data", (chunk) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
@@ -113,7 +114,7 @@ export function tcpExchange(
         dnsError(
           ERR_DNS_UNREACHABLE,
           `cannot reach DNS server ${serverLabel(server)}: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
-          { server: serverLabel(server), answered: false },
+          { server: serverLabel(server), answered: false, sent },
           e,
         ),
       ),
@@ -123,10 +124,7 @@ export function tcpExchange(
         dnsError(
           ERR_DNS_UNREACHABLE,
           `DNS server ${serverLabel(server)} closed the connection before answering`,
-          {
-            server: serverLabel(server),
-            answered: false,
-          },
+          { server: serverLabel(server), answered: false, sent },
         ),
       ),
     );

@@ -47,6 +47,8 @@ export class DnsRegistrar extends EventEmitter {
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private attempts = 0;
+  /** False while every attempt failed before reaching the server: then there is nothing to deregister. */
+  private mayHavePublished = false;
   readonly name: string;
 
   constructor(private readonly opts: RegistrarOptions) {
@@ -113,6 +115,7 @@ export class DnsRegistrar extends EventEmitter {
         if (!registered) {
           await registerInstance(target, identity, timing);
           registered = true;
+          this.mayHavePublished = true;
           this.attempts = 0;
           if (this.isStopped()) break;
           this._state = "registered";
@@ -144,6 +147,7 @@ export class DnsRegistrar extends EventEmitter {
         }
         await this.sleep(this.opts.renewMs);
       } catch (e) {
+        if (!(isDnsError(e) && e.dns.sent === false)) this.mayHavePublished = true;
         if (this.isStopped()) break;
         this.attempts++;
         const op = registered ? "renew" : "register";
@@ -179,9 +183,9 @@ export class DnsRegistrar extends EventEmitter {
     this.wake?.();
     await this.loop;
     dnsMetrics.registered.set(0);
-    if (wasIdle) return undefined;
+    if (wasIdle || !this.mayHavePublished) return undefined;
     // Even if the first registration never confirmed, an update may have landed: deregister anyway (guarded).
-    const limit = this.opts.stopTimeoutMs ?? 5000;
+    const limit = this.opts.stopTimeoutMs ?? 3000;
     try {
       const result = await Promise.race([
         deregisterInstance(this.opts.target, publishedOf(this.opts.identity)),

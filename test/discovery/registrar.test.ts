@@ -269,6 +269,56 @@ describe("DnsRegistrar against knotd", () => {
     expect(res.stderr).not.toContain(wrong.split(":")[2]!); // the secret is never printed
   });
 
+  it("ddns register stays in the foreground, renews, and deregisters on SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ikt-ddns-"));
+    dirs.push(dir);
+    const { spawn } = await import("node:child_process");
+    const child = spawn(
+      "node",
+      [
+        CLI,
+        "ddns",
+        "register",
+        "--svc",
+        "fg",
+        "--state-dir",
+        dir,
+        "--advertise-ip",
+        "127.0.0.42",
+        "--lease",
+        "3s",
+        "--renew-interval",
+        "500ms",
+        ...ddnsFlags(),
+      ],
+      { env: { ...process.env, IKONTAINER_TSIG: knot.tsig }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    const deadline = Date.now() + 10_000;
+    while (!out.includes("\n") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const name = out.trim();
+    expect(name).toMatch(/\.fg\.default\.ikontainer\.test$/);
+    const expiresAt = async () =>
+      Date.parse(/expires=([^"]+)/.exec((await knot.dig(name, "TXT"))[0] ?? "")?.[1] ?? "");
+    const first = await expiresAt();
+    await new Promise((r) => setTimeout(r, 1500)); // past two renewals: still running, lease moved on
+    expect(child.exitCode).toBeNull();
+    expect(await expiresAt()).toBeGreaterThan(first);
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(err).toContain("deregistered from DNS");
+    expect(await knot.dig(name, "ANY")).toEqual([]);
+    expect(await knot.dig("fg.default.ikontainer.test", "A")).toEqual([]);
+  });
+
   it("an unreachable server at --once is a clear error too", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ikt-ddns-"));
     dirs.push(dir);
