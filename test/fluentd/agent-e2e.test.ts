@@ -5,6 +5,7 @@ import { ForwardReceiver } from "../fixtures/forward-server.js";
 import {
   type AgentProcess,
   removeDir,
+  runCli,
   runWriter,
   sleep,
   startCli,
@@ -168,5 +169,47 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     console.log(
       `kill -9 while acks flow: missing ${rep.missing}, duplicates ${rep.dup} of ${total} (last chunk before the kill: ${lastChunk})`,
     );
+  });
+});
+
+describe("ikontainer exec with a fluentd output", () => {
+  it("receiver down during a first run: its lines wait on disk and the next run delivers them, once", async () => {
+    const state = tempDir("ikon-fexec-");
+    cleanup.push(() => removeDir(state));
+    const r = new ForwardReceiver();
+    await r.start();
+    const port = r.port;
+    await r.stop(); // down for the first run
+    const run = (words: string) =>
+      runCli(
+        [
+          "exec",
+          "--svc",
+          "job",
+          "--state-dir",
+          state,
+          "--output",
+          `fluentd://127.0.0.1:${port}`,
+          "--",
+          "sh",
+          "-c",
+          `for w in ${words}; do echo "$w"; done`,
+        ],
+        { env: ENV },
+      );
+    const first = await run("one two three");
+    expect(first.code).toBe(0);
+    expect(segBytes(state)).toBeGreaterThan(0);
+    const up = new ForwardReceiver({ port });
+    await up.start();
+    cleanup.push(() => up.stop());
+    const second = await run("four five");
+    expect(second.code).toBe(0);
+    await until(() => up.stored.length >= 5, 10_000);
+    await sleep(300);
+    const msgs = up.stored.map((e) => e.record.message).sort();
+    expect(msgs).toEqual(["five", "four", "one", "three", "two"]);
+    expect(new Set(up.stored.map((e) => e.record.ikontainer_CUID)).size).toBe(1);
+    expect(up.stored.every((e) => e.tag === "ikontainer.job" && e.record.stream === "stdout")).toBe(true);
   });
 });
