@@ -148,9 +148,11 @@ export function registerDdns(program: Command): void {
         return;
       }
       let stopping = false;
+      let timer: NodeJS.Timeout | undefined;
       const wake: { fn?: () => void } = {};
       const stop = () => {
         stopping = true;
+        clearTimeout(timer);
         wake.fn?.();
       };
       process.once("SIGTERM", stop);
@@ -164,7 +166,7 @@ export function registerDdns(program: Command): void {
         if (stopping) break;
         await new Promise<void>((r) => {
           wake.fn = r;
-          setTimeout(r, s.loop as number).unref();
+          timer = setTimeout(r, s.loop as number); // holds the process open between rounds
         });
       }
     },

@@ -431,4 +431,46 @@ describe("ikontainer ddns gc", () => {
     const again = await cli(["ddns", "gc", "--tsig-file", keyFile, ...ddnsFlags()]);
     expect(again.stdout).toBe("");
   });
+
+  it("--loop keeps collecting until SIGTERM", async () => {
+    const { spawn } = await import("node:child_process");
+    const state = mkdtempSync(join(tmpdir(), "ikt-ddns-"));
+    dirs.push(state);
+    const gc = spawn("node", [CLI, "ddns", "gc", "--loop", "200ms", ...ddnsFlags()], {
+      env: { ...process.env, IKONTAINER_TSIG: knot.tsig },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    gc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => gc.on("exit", (c) => r(c)));
+    // Registered after gc started: it is found on a later round, once its 1 s lease has passed.
+    const reg = await cli(
+      [
+        "ddns",
+        "register",
+        "--once",
+        "--svc",
+        "loopy",
+        "--state-dir",
+        state,
+        "--advertise-ip",
+        "127.0.0.52",
+        "--lease",
+        "1s",
+        ...ddnsFlags(),
+      ],
+      { IKONTAINER_TSIG: knot.tsig },
+    );
+    const name = reg.stdout.trim();
+    expect(await knot.dig(name, "A")).toEqual(["127.0.0.52"]);
+    const deadline = Date.now() + 10_000;
+    while (!out.includes(`removed ${name}`) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(out).toContain(`removed ${name}`);
+    expect(await knot.dig(name, "A")).toEqual([]);
+    gc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
 });
