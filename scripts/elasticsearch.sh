@@ -8,10 +8,10 @@
 #   scripts/elasticsearch.sh version               the Elasticsearch version this script runs
 #
 # Elasticsearch refuses to run as root: as root the node runs as the dedicated user `ikontainer-es` (created on
-# first use); as anyone else it runs as that user. Java 17 from the machine (ES_JAVA_HOME overrides).
+# first use); run by any other user, the node runs as that user. Java 17 from the machine (ES_JAVA_HOME overrides).
 # Environment: IKONTAINER_ES_VERSION (8.19.2), IKONTAINER_ES_BASE (/var/tmp/ikontainer-es: unpacked distribution
 # and default node dirs, outside the work tree so the dedicated user can read it wherever the repo lives),
-# IKONTAINER_ES_HEAP (512m).
+# IKONTAINER_ES_HEAP (512m), IKONTAINER_ES_USER (ikontainer-es).
 set -eu
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -19,7 +19,7 @@ REPO=$(pwd)
 VERSION=${IKONTAINER_ES_VERSION:-8.19.2}
 BASE=${IKONTAINER_ES_BASE:-/var/tmp/ikontainer-es}
 HEAP=${IKONTAINER_ES_HEAP:-512m}
-ES_USER=ikontainer-es
+ES_USER=${IKONTAINER_ES_USER:-ikontainer-es}
 CACHE=$REPO/.cache/elasticsearch
 ZIP=$CACHE/elasticsearch-$VERSION.zip
 HOME_DIR=$BASE/elasticsearch-$VERSION
