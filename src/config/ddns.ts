@@ -52,6 +52,12 @@ export const DDNS_SETTINGS: SettingDef[] = [
       "port to publish as SRV _NAME._PROTO.<svc>.<namespace>.<zone>, repeatable (e.g. http:8080/tcp)",
   },
   {
+    key: "registerWhenReady",
+    kind: "bool",
+    description:
+      "publish only once every advertised TCP port accepts connections at the advertised address (the app is up)",
+  },
+  {
     key: "dnsNamespace",
     kind: "string",
     arg: "NAME",

@@ -5,6 +5,7 @@ import type { Logger } from "../observe/logger.js";
 import { isDnsError } from "./client.js";
 import { dnsMetrics } from "./metrics.js";
 import { type InstanceIdentity, instanceName, svcLabelOf } from "./records.js";
+import { dial } from "./resolve.js";
 import {
   type DeregisterResult,
   deregisterInstance,
@@ -29,6 +30,8 @@ export interface RegistrarOptions {
   /** Deregistration gives up after this long (ms) so SIGTERM handling stays bounded. */
   stopTimeoutMs?: number;
   logger: Pick<Logger, "info" | "warn" | "error" | "debug">;
+  /** Publish only once every one of these accepts TCP connections (the app behind the instance is ready). */
+  waitFor?: { host: string; port: number }[];
 }
 
 export type RegistrarState = "idle" | "registering" | "registered" | "stopped";
@@ -110,6 +113,7 @@ export class DnsRegistrar extends EventEmitter {
     const { target, identity, logger } = this.opts;
     const timing = { ttl: this.opts.ttl, leaseMs: this.opts.leaseMs };
     let registered = false;
+    if (this.opts.waitFor && this.opts.waitFor.length > 0) await this.waitReady(this.opts.waitFor);
     while (this._state !== "stopped") {
       try {
         if (!registered) {
@@ -169,6 +173,31 @@ export class DnsRegistrar extends EventEmitter {
         this.emit("retry", e, delay);
         await this.sleep(delay);
       }
+    }
+  }
+
+  /** Polls the advertised TCP ports until all accept a connection (or stop() is called). */
+  private async waitReady(ports: { host: string; port: number }[]): Promise<void> {
+    const pending = new Set(ports);
+    let logged = false;
+    while (pending.size > 0 && !this.isStopped()) {
+      for (const p of [...pending]) {
+        try {
+          (await dial(p.host, p.port, 1000)).destroy();
+          pending.delete(p);
+        } catch {
+          // not listening yet
+        }
+      }
+      if (pending.size === 0) break;
+      if (!logged) {
+        logged = true;
+        this.opts.logger.info(
+          { instance: this.name, waitingFor: [...pending].map((p) => `${p.host}:${p.port}`) },
+          "waiting for the advertised ports to accept connections before registering in DNS",
+        );
+      }
+      await this.sleep(200);
     }
   }
 
@@ -249,5 +278,12 @@ export function createRegistrar(
     leaseMs: cfg.leaseMs,
     renewMs: cfg.renewMs,
     logger: ctx.logger,
+    ...(settings.registerWhenReady === true
+      ? {
+          waitFor: identity.ports
+            .filter((p) => p.proto === "tcp")
+            .map((p) => ({ host: identity.ip, port: p.port })),
+        }
+      : {}),
   });
 }

@@ -168,4 +168,47 @@ describe("run and exec publish the instance in DNS", () => {
     expect(a.err()).toMatch(/DNS register failed; retrying/);
     expect(a.err()).toContain("IKON_ERR_DNS_UNREACHABLE");
   });
+
+  it("--register-when-ready publishes only once the app accepts connections on the advertised port", async () => {
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    dirs.push(state);
+    const port = await freePort("127.0.0.63");
+    const app = `setTimeout(() => { require("node:http").createServer((q, s) => s.end("up")).listen(${port}, "127.0.0.63", () => console.log("listening")); }, 1500); setTimeout(() => process.exit(0), 3500);`;
+    const a = agent(
+      [
+        "exec",
+        "--svc",
+        "slow",
+        "--state-dir",
+        state,
+        "--advertise-ip",
+        "127.0.0.63",
+        "--port",
+        `http:${port}/tcp`,
+        "--register-when-ready",
+        ...ddns(),
+        "--",
+        "node",
+        "-e",
+        app,
+      ],
+      { POD_NAMESPACE: "shop" },
+    );
+    const svcName = `slow.shop.${knot.zone}`;
+    await until(
+      async () => a.err(),
+      (e) => e.includes("waiting for the advertised ports"),
+    );
+    expect(a.out()).not.toContain("listening");
+    expect(await knot.dig(svcName, "A")).toEqual([]);
+    expect(
+      await until(
+        () => knot.dig(svcName, "A"),
+        (v) => v.length > 0,
+      ),
+    ).toEqual(["127.0.0.63"]);
+    expect(a.out()).toContain("listening");
+    expect(await a.exited).toBe(0);
+    expect(await knot.dig(svcName, "A")).toEqual([]);
+  });
 });

@@ -128,6 +128,7 @@ function siteAgent(site: "a" | "b", addr: string) {
       knot.reverseZone,
       "--dns-ttl",
       "1s",
+      "--register-when-ready",
       "--",
       "node",
       "-e",
