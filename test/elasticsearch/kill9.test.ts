@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, request, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -17,7 +19,44 @@ beforeAll(async () => {
   url = await sharedElasticsearch();
   tmp = mkdtempSync(join(tmpdir(), "ikon-es-kill9-"));
 });
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => {
+  proxy?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/**
+ * Between the writer and Elasticsearch: once `freeze` is set, bulk requests still reach Elasticsearch (their
+ * documents are stored) but their answers are held back, so the writer is killed with requests in flight
+ * whose documents are stored but not acknowledged (the worst case for duplicates).
+ */
+let proxy: Server | undefined;
+let freeze = false;
+let frozenStored = 0;
+async function startProxy(target: string): Promise<string> {
+  const t = new URL(target);
+  proxy = createServer((req, res) => {
+    const up = request(
+      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+      (r) => {
+        const hold = freeze && req.url?.includes("_bulk");
+        const chunks: Buffer[] = [];
+        r.on("data", (c: Buffer) => chunks.push(c));
+        r.on("end", () => {
+          if (hold) {
+            frozenStored++; // Elasticsearch answered: the documents are stored; the writer never hears it
+            return;
+          }
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          res.end(Buffer.concat(chunks));
+        });
+      },
+    );
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => proxy!.listen(0, "127.0.0.1", r));
+  return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+}
 
 function checkpointed(cp: string): number {
   if (!existsSync(cp)) return 0;
@@ -48,12 +87,15 @@ it("kill -9 while bulk requests are in flight, then a replay from the checkpoint
   const cp = join(tmp, "checkpoint");
   const args = [url, prefix, cuid, cp, String(TOTAL), String(PER_BATCH), "4"];
 
-  const first = runWriter(args);
+  const viaProxy = await startProxy(url);
+  const first = runWriter([viaProxy, ...args.slice(1)]);
   const batches = TOTAL / PER_BATCH;
   while (checkpointed(cp) < batches * 0.3) {
     if (first.child.exitCode !== null) throw new Error(`writer ended early: ${first.out()}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+  freeze = true;
+  while (frozenStored < 2) await new Promise((r) => setTimeout(r, 5));
   first.child.kill("SIGKILL");
   await first.exited;
   const atKill = checkpointed(cp);
