@@ -1,7 +1,8 @@
 """Load for the overhead benchmark (bench/overhead.ts), run by real Locust (Debian's /usr/bin/locust).
 
 Constant rate like the paper's experiment: N users, each doing one request per second
-(`constant_throughput(1)`), so `-u 100` is 100 requests/s and `-u 500` is 500 requests/s.
+(`constant_throughput(1)`), so `-u 100 -r 100` is 100 requests/s and `-u 500 -r 500` is 500 requests/s,
+with the users' phases spread evenly over each second (see on_start).
 The mix hits every service of the app: the top page and search (gateway → api → search → db-access)
 and uploads (gateway → api → upload → db-access).
 
@@ -16,6 +17,7 @@ import os
 import random
 import time
 
+import gevent
 from gevent import GreenletExit
 from locust import FastHttpUser, constant_throughput, events, task
 
@@ -119,8 +121,20 @@ def _on_quitting(environment, **_kw):
         json.dump(out, f)
 
 
+_spawned = 0
+
+
 class PaperSearchUser(FastHttpUser):
     wait_time = constant_throughput(1)
+
+    def on_start(self):
+        # Locust starts `-r` users per second in one burst, and constant_throughput(1) then keeps every user
+        # on the same phase: all requests of a second would arrive at once. Spreading the users' phases evenly
+        # over the second makes the load a constant rate (the same arrival process as bench/loadgen.ts).
+        global _spawned
+        users = max(1, self.environment.parsed_options.num_users or 1)
+        gevent.sleep((_spawned % users) / users)
+        _spawned += 1
 
     @task(6)
     def top_page(self):

@@ -11,15 +11,17 @@
  * scripts/elasticsearch.sh); `ikontainer exec` per service; the paper's mechanism (bench/baselines/paper-agent.sh).
  * Results: bench/results/overhead-<stamp>.json, .md (table), .svg (chart) and overhead-<stamp>/ (Locust CSVs).
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   copyFileSync,
+  cpSync,
   createWriteStream,
   existsSync,
   mkdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import os from "node:os";
@@ -43,7 +45,9 @@ import { account, countLine, type LineAccount, newTally, type Tally, tallyDir } 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** Repo root, both from bench/ (sources) and bench/.work/dist/bench/ (compiled). */
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
-const CLI = join(ROOT, "dist/cli/main.js");
+const BUILT_CLI = join(ROOT, "dist/cli/main.js");
+/** The agent under test: a snapshot of dist/ taken at the start of the run (others may rebuild dist/ meanwhile). */
+let CLI = BUILT_CLI;
 const LOCUST = "/usr/bin/locust";
 const PAPER_SCRIPT = join(ROOT, "bench/baselines/paper-agent.sh");
 const LOADGEN_JS = join(HERE, "loadgen.js");
@@ -84,6 +88,8 @@ interface Options {
   quick: boolean;
   keep: boolean;
   seed: number;
+  /** Nice value for every process of a trial (app, agents, load); 0 = unchanged. */
+  nice: number;
 }
 
 interface LoadSummary {
@@ -108,6 +114,8 @@ interface TrialResult {
   rep: number;
   order: number;
   startedAt: string;
+  /** 1-minute load average of the machine before and after the trial (other work on the machine shows here). */
+  loadavg?: [number, number];
   tool: string;
   load?: LoadSummary;
   csv?: string[];
@@ -225,9 +233,15 @@ interface Agents {
   stop(): Promise<void>;
 }
 
+/** Processes of the running trial, killed if the run itself is interrupted. */
+const live = new Set<{ p: ChildProcess; group: boolean }>();
+
 /** `group`: the process leads its own process group, stopped as a whole (the paper's script is a pipeline). */
 function spawnLogged(argv: string[], outBase: string, group = false): ChildProcess {
   const p = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], detached: group });
+  const entry = { p, group };
+  live.add(entry);
+  p.once("exit", () => live.delete(entry));
   p.stdout!.pipe(createWriteStream(`${outBase}.out`));
   p.stderr!.pipe(createWriteStream(`${outBase}.err`));
   return p;
@@ -492,6 +506,7 @@ async function runTrial(
     tool,
   };
   shared.fluent?.reset();
+  const loadBefore = os.loadavg()[0]!;
   let app: RunningApp | undefined;
   let agents: Agents | undefined;
   let meter: AgentMeter | undefined;
@@ -502,6 +517,7 @@ async function runTrial(
       outputRoot: join(dir, "procs"),
       ...(cond === "exec" ? { wrap: execWrap(ctx) } : {}),
     });
+    for (const p of Object.values(app.procs)) liveApps.add(p);
     agents = await startAgents(cond, ctx, app);
     meter = new AgentMeter(
       agents.roots.map((p) => p.pid!),
@@ -522,6 +538,12 @@ async function runTrial(
       // The paper's script loses lines for good: stop waiting when nothing moved for 5 s.
       await waitTagged(cond, ctx, written, 5_000, 120_000);
       result.drainSeconds = (Date.now() - loadEnd) / 1000;
+      // An agent that died is a failed trial, not a cheap one.
+      const dead = agents.roots.find((p) => p.exitCode !== null || p.signalCode !== null);
+      if (dead)
+        throw new Error(
+          `an agent exited during the trial (${dead.exitCode ?? dead.signalCode}); see ${dir}/procs`,
+        );
       const cpuAfter = meter.cpu();
       const rss = meter.peakRssBytes();
       result.agent = {
@@ -558,9 +580,11 @@ async function runTrial(
     result.error = (e as Error).message;
     log(`${id}: ${result.error}`);
   } finally {
+    result.loadavg = [round(loadBefore, 2), round(os.loadavg()[0]!, 2)];
     meter?.stop();
     await agents?.stop();
     await app?.stop();
+    for (const p of Object.values(app?.procs ?? {})) liveApps.delete(p);
     if (cond === "elasticsearch") await ctx.es?.drop(ctx.esPrefix);
     if (!opts.keep && !result.error) rmSync(dir, { recursive: true, force: true });
   }
@@ -605,14 +629,42 @@ function unavailable(cond: Condition): string | undefined {
   }
   const h = help("run");
   if (h.startsWith("ERROR")) return `\`ikontainer run\` is not available: ${h.slice(6, 200)}`;
-  if (cond === "fluentd" && !h.includes("fluentd://"))
-    return "the fluentd sink is not registered in `ikontainer run`";
+  if (cond === "fluentd") return probeOutput("fluentd://127.0.0.1:9", []);
   if (cond === "elasticsearch") {
-    if (!h.includes("elasticsearch:")) return "the Elasticsearch sink is not registered in `ikontainer run`";
-    if (!h.includes("--es-index-prefix")) return "`ikontainer run` has no --es-index-prefix";
+    if (!h.includes("--es-index-prefix")) return "`ikontainer run` has no --es-index-prefix setting";
     if (!existsSync(join(ROOT, "scripts/elasticsearch.sh"))) return "scripts/elasticsearch.sh is missing";
+    return probeOutput("elasticsearch:http://127.0.0.1:9", ["--es-index-prefix", "bench-probe"]);
   }
   return undefined;
+}
+
+/**
+ * Starts `ikontainer run` with this output for 3 s (nothing listens on port 9): a sink that is not wired
+ * into `run` fails at once with a configuration error; a wired one keeps retrying its destination.
+ */
+function probeOutput(spec: string, extra: string[]): string | undefined {
+  const dir = join(ROOT, "bench/.work", `probe-${process.pid}`);
+  mkdirSync(join(dir, "logs"), { recursive: true });
+  try {
+    const r = spawnSync(
+      "node",
+      [CLI, "run", "--watch", join(dir, "logs"), "--svc", "probe", "--state-dir", join(dir, "state")].concat([
+        "--output",
+        spec,
+        ...extra,
+      ]),
+      { encoding: "utf8", timeout: 3000, killSignal: "SIGKILL" },
+    );
+    if (r.signal === "SIGKILL") return undefined;
+    const msg =
+      (r.stderr || r.stdout || "")
+        .trim()
+        .split("\n")
+        .find((l) => l.includes("IKON_ERR")) ?? r.stderr;
+    return `\`ikontainer run --output ${spec}\` fails: ${msg.trim().slice(0, 300)}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------- summary
@@ -829,6 +881,36 @@ function machine(): Record<string, unknown> {
 
 // ---------------------------------------------------------------------------------------------- main
 
+let machineInfo: Record<string, unknown> = {};
+const liveApps = new Set<ChildProcess>();
+
+/** Copies dist/ so every trial runs the same agent build, and records which commit it was built from. */
+function snapshotAgent(workDir: string): Record<string, unknown> {
+  const git = (args: string[]) => {
+    try {
+      return execFileSync("git", args, {
+        cwd: ROOT,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      }).trim();
+    } catch {
+      return undefined;
+    }
+  };
+  if (existsSync(BUILT_CLI)) {
+    // dist/ and the package.json it reads its version from; node_modules resolve from the repo above
+    const snap = join(workDir, "agent");
+    cpSync(join(ROOT, "dist"), join(snap, "dist"), { recursive: true });
+    copyFileSync(join(ROOT, "package.json"), join(snap, "package.json"));
+    CLI = join(snap, "dist/cli/main.js");
+  }
+  return {
+    commit: git(["rev-parse", "HEAD"]),
+    dirtySrc: (git(["status", "--porcelain", "--", "src"]) ?? "").split("\n").filter(Boolean).length,
+    distBuiltAt: existsSync(BUILT_CLI) ? statSync(BUILT_CLI).mtime.toISOString() : undefined,
+  };
+}
+
 function shuffle<T>(xs: T[], rand: () => number): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
@@ -853,6 +935,7 @@ function parseOptions(argv: string[]): Options {
       out: { type: "string", default: join(ROOT, "bench/results") },
       keep: { type: "boolean", default: false },
       seed: { type: "string" },
+      nice: { type: "string", default: "0" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -872,6 +955,7 @@ The paper's overhead experiment: a five-service app under constant load (Locust)
   --out DIR            results folder (default bench/results)
   --keep               keep every trial's logs and outputs under bench/.work/overhead/
   --seed N             order of conditions inside each block
+  --nice N             run the app, the agents and the load at this nice value (e.g. -5 on a shared machine)
 `);
     process.exit(0);
   }
@@ -893,6 +977,7 @@ The paper's overhead experiment: a five-service app under constant load (Locust)
     quick,
     keep: values.keep ?? false,
     seed: Number(values.seed ?? Date.now() % 100000),
+    nice: Number(values.nice ?? 0),
   };
 }
 
@@ -912,6 +997,10 @@ export async function main(argv: string[]): Promise<string> {
   const csvDir = join(opts.out, `overhead-${stamp}`);
   mkdirSync(workDir, { recursive: true });
   mkdirSync(csvDir, { recursive: true });
+  // Inherited by every process the run starts (app, agents, Locust, Elasticsearch).
+  if (opts.nice !== 0) os.setPriority(opts.nice);
+  machineInfo = { ...machine(), nice: opts.nice };
+  const agentInfo = snapshotAgent(workDir);
 
   const shared: {
     fluent?: FluentReceiver;
@@ -936,6 +1025,25 @@ export async function main(argv: string[]): Promise<string> {
     }
   }
 
+  // Interrupted runs leave nothing behind: trial processes and the Elasticsearch node are stopped.
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`${sig}: stopping`);
+    for (const { p, group } of live) {
+      try {
+        if (group) process.kill(-p.pid!, "SIGKILL");
+        else p.kill("SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    for (const p of liveApps) p.kill("SIGKILL");
+    shared.es?.stop();
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  process.stdout.on("error", () => undefined);
+
   const extra: ("none-loadgen" | Condition)[] =
     opts.agreement && opts.load === "locust" ? ["none-loadgen"] : [];
   const minRate = Math.min(...opts.rates);
@@ -954,13 +1062,19 @@ export async function main(argv: string[]): Promise<string> {
   };
   const trials: TrialResult[] = [];
   const started = new Date().toISOString();
+  const total = blocks * conditions.length + (extra.length ? opts.reps : 0);
   let order = 0;
+  const base = join(opts.out, `overhead-${stamp}`);
+  const write = (done: boolean) =>
+    writeResults(base, { opts, stamp, started, trials, notMeasured, done, total, agent: agentInfo, csvDir });
   try {
     for (let rep = 1; rep <= opts.reps; rep++) {
       for (const rate of opts.rates) {
         const block: (Condition | "none-loadgen")[] = [...conditions, ...(rate === minRate ? extra : [])];
         for (const c of shuffle(block, rand)) {
           trials.push(await runTrial(c, rate, rep, order++, opts, shared));
+          // written after every trial, so an interrupted run still leaves its (marked partial) results
+          write(false);
         }
       }
     }
@@ -968,7 +1082,28 @@ export async function main(argv: string[]): Promise<string> {
     await shared.fluent?.close();
     shared.es?.stop();
   }
+  const table = write(true);
+  log(`results: ${relative(ROOT, base)}.json / .md / .svg, Locust CSVs in ${relative(ROOT, csvDir)}/`);
+  process.stdout.write(`${table}\n`);
+  if (!opts.keep) rmSync(workDir, { recursive: true, force: true });
+  return `${base}.json`;
+}
 
+interface WriteArgs {
+  opts: Options;
+  stamp: string;
+  started: string;
+  trials: TrialResult[];
+  notMeasured: Record<string, string>;
+  done: boolean;
+  total: number;
+  agent: Record<string, unknown>;
+  csvDir: string;
+}
+
+/** Writes <base>.json, .md and .svg from the trials so far; returns the markdown table. */
+function writeResults(base: string, a: WriteArgs): string {
+  const { opts, stamp, trials, notMeasured } = a;
   const rows = summarize(trials, opts);
   const protocol = {
     rates: opts.rates,
@@ -982,23 +1117,29 @@ export async function main(argv: string[]): Promise<string> {
     seed: opts.seed,
     fullProtocol: opts.reps >= 5 && opts.durationMs >= 60_000,
   };
+  const loads = trials.flatMap((t) => t.loadavg ?? []);
   const result = {
     benchmark: "overhead",
-    started,
-    finished: new Date().toISOString(),
-    machine: machine(),
+    complete: a.done,
+    trialsDone: trials.length,
+    trialsPlanned: a.total,
+    started: a.started,
+    finished: a.done ? new Date().toISOString() : undefined,
+    machine: { ...machineInfo, loadavgDuringTrials: { median: median(loads), max: Math.max(0, ...loads) } },
+    agent: a.agent,
     protocol,
     paper: PAPER,
     notMeasured,
+    csv: relative(ROOT, a.csvDir),
     rows,
     trials,
   };
-  const base = join(opts.out, `overhead-${stamp}`);
   writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
   const table = markdownTable(rows, notMeasured);
   writeFileSync(
     `${base}.md`,
-    `# Overhead benchmark ${stamp}\n\n${protocol.fullProtocol ? "Full protocol" : "REDUCED protocol"}: ` +
+    `# Overhead benchmark ${stamp}${a.done ? "" : ` (PARTIAL: ${trials.length} of ${a.total} trials)`}\n\n` +
+      `${protocol.fullProtocol ? "Full protocol" : "REDUCED protocol"}: ` +
       `${opts.rates.join(" and ")} req/s, ${opts.reps} repetition(s) × ${opts.durationMs / 1000} s ` +
       `(first ${opts.warmupMs / 1000} s left out of the percentiles), load by ${opts.load}; medians over repetitions.\n\n` +
       `${table}\n`,
@@ -1010,10 +1151,7 @@ export async function main(argv: string[]): Promise<string> {
       `Response time per condition (${opts.reps} × ${opts.durationMs / 1000} s, medians, ${os.cpus().length} cores)`,
     ),
   );
-  log(`results: ${relative(ROOT, base)}.json / .md / .svg, Locust CSVs in ${relative(ROOT, csvDir)}/`);
-  process.stdout.write(`${table}\n`);
-  if (!opts.keep) rmSync(workDir, { recursive: true, force: true });
-  return `${base}.json`;
+  return table;
 }
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
