@@ -41,4 +41,10 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// `ikontainer logs … | head`: a closed pipe ends the command quietly instead of with a stack trace.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 await main(process.argv);
