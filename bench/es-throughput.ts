@@ -19,7 +19,7 @@
  *
  * Results: bench/results/es-throughput-<stamp>.json
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -29,7 +29,7 @@ import { parseArgs, promisify } from "node:util";
 import { esConnection } from "../src/config/elasticsearch.js";
 import type { LineBatch, StreamInfo } from "../src/core/record.js";
 import { documentId, ElasticsearchSink } from "../src/sinks/elasticsearch.js";
-import { dailyIndex, LOG_FIELDS } from "../src/sinks/elasticsearch-schema.js";
+import { dailyIndex, logsIndexTemplate } from "../src/sinks/elasticsearch-schema.js";
 import { RequestIdExtractor } from "../src/transforms/request-id.js";
 import { type StructuredOptions, toStructured } from "../src/transforms/tag.js";
 
@@ -122,6 +122,7 @@ function post(
     req.end(body);
   });
 }
+let agentChild: ReturnType<typeof spawn> | undefined;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
 
 async function req(
@@ -201,6 +202,15 @@ async function main(): Promise<void> {
   const port = 19_000 + Math.floor(Math.random() * 20_000);
   const nodeDir = join("/var/tmp/ikontainer-es", `bench-${process.pid}`);
   const script = join(ROOT, "scripts", "elasticsearch.sh");
+  // an interrupted run still stops its node and its agent
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.once(sig, () => {
+      if (agentChild?.pid) process.kill(agentChild.pid, "SIGKILL");
+      execFileSync("sh", [script, "stop", nodeDir]);
+      rmSync(nodeDir, { recursive: true, force: true });
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    });
   process.stderr.write(`starting Elasticsearch on ${port}\n`);
   await run("sh", [script, "start", String(port), nodeDir], { timeout: 180_000 });
   const url = `http://127.0.0.1:${port}`;
@@ -251,11 +261,9 @@ async function main(): Promise<void> {
     writeFileSync(join(logDir, "access.log"), Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")])));
 
     const results: RunResult[] = [];
-    await req(url, "PUT", "/_index_template/bench-ref", {
-      index_patterns: ["bench-ref*"],
-      priority: 200,
-      template: { mappings: { properties: LOG_FIELDS } },
-    });
+    // the reference's indices get the very template the sink installs for its own
+    await req(url, "PUT", "/_index_template/bench-ref", logsIndexTemplate("bench-ref"));
+    await req(url, "PUT", "/_index_template/bench-ref2", logsIndexTemplate("bench-ref2"));
     const reference = async (name: string, prefix: string, inFlight: number) => {
       const bodies = refBodies(prefix);
       return measure(name, url, esPid, prefix, async () => {

@@ -44,11 +44,9 @@ export function logsIndexTemplate(prefix: string): Record<string, unknown> {
     index_patterns: [`${prefix}-*`],
     priority: 200,
     _meta: { managed_by: "ikontainer" },
-    template: {
-      settings: { "index.refresh_interval": "1s" },
-      // Application JSON fields stay dynamic; the agent's own fields are fixed here.
-      mappings: { properties: LOG_FIELDS },
-    },
+    // No index settings: an explicit refresh_interval would turn off Elasticsearch's search-idle skipping of
+    // refreshes, which costs a lot of merging CPU while nobody searches. Application fields stay dynamic.
+    template: { mappings: { properties: LOG_FIELDS } },
   };
 }
 
