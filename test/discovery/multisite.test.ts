@@ -101,8 +101,9 @@ function spawnIn(ns: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   return { child, exited, out: () => out };
 }
 
-const WEB = `require("node:http").createServer((q, s) => s.end(process.env.SITE)).listen(8080, "0.0.0.0");
-process.on("SIGTERM", () => process.exit(0));`;
+// A well-behaved app: on SIGTERM it stops accepting and finishes the requests it has (graceful drain).
+const WEB = `const srv = require("node:http").createServer((q, s) => s.end(process.env.SITE)).listen(8080, "0.0.0.0");
+process.on("SIGTERM", () => srv.close(() => process.exit(0)));`;
 
 /** The wrapper at the container level: `ikontainer exec` around a web server, registering it in DNS. */
 function siteAgent(site: "a" | "b", addr: string) {
