@@ -14,7 +14,7 @@ import { AGENT_START_HOOKS, EXTRA_AGENT_SETTINGS } from "./agent-common.js";
 // tables, and a start hook starts the registrar once the pipeline runs and deregisters at clean stop
 // (SIGTERM, or the child's exit in exec mode).
 EXTRA_AGENT_SETTINGS.push(...DDNS_SETTINGS);
-AGENT_START_HOOKS.push(async (parts) => {
+AGENT_START_HOOKS.push(async (parts, mode) => {
   const registrar = createRegistrar(parts.settings, {
     cuid: parts.cuid.cuid,
     svc: parts.config.svc,
@@ -22,9 +22,30 @@ AGENT_START_HOOKS.push(async (parts) => {
   });
   if (!registrar) return;
   registrar.start();
-  parts.onStop.push(async () => {
-    await registrar.stop();
-  });
+  let stopping: Promise<unknown> | undefined;
+  const stop = () => {
+    stopping ??= registrar.stop();
+    return stopping;
+  };
+  if (mode === "exec") {
+    // Stop advertising the moment SIGTERM arrives, while the child still drains: new connections go to other
+    // instances instead of one that is shutting down (exec forwards the signal to the child itself).
+    const onTerm = () => {
+      void stop().then(() => {
+        // Nobody else handles SIGTERM yet (it came before the child started): keep its default meaning.
+        if (process.listenerCount("SIGTERM") === 0) process.exit(143);
+      });
+    };
+    process.once("SIGTERM", onTerm);
+    parts.onStop.push(async () => {
+      process.off("SIGTERM", onTerm);
+      await stop();
+    });
+  } else {
+    parts.onStop.push(async () => {
+      await stop();
+    });
+  }
 });
 
 const pick = (keys: string[]): SettingDef[] => AGENT_SETTINGS.filter((d) => keys.includes(d.key));

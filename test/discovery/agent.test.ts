@@ -211,4 +211,55 @@ describe("run and exec publish the instance in DNS", () => {
     expect(await a.exited).toBe(0);
     expect(await knot.dig(svcName, "A")).toEqual([]);
   });
+
+  it("exec: on SIGTERM the records go at once, while the child is still draining", async () => {
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    dirs.push(state);
+    const app =
+      "console.log('up'); process.on('SIGTERM', () => { console.log('draining'); setTimeout(() => { console.log('bye'); process.exit(0); }, 2000); }); setInterval(() => {}, 1000);";
+    const a = agent(
+      [
+        "exec",
+        "--svc",
+        "drainer",
+        "--state-dir",
+        state,
+        "--advertise-ip",
+        "127.0.0.64",
+        ...ddns(),
+        "--",
+        "node",
+        "-e",
+        app,
+      ],
+      { POD_NAMESPACE: "shop" },
+    );
+    const svcName = `drainer.shop.${knot.zone}`;
+    expect(
+      await until(
+        () => knot.dig(svcName, "A"),
+        (v) => v.length > 0,
+      ),
+    ).toEqual(["127.0.0.64"]);
+    await until(
+      async () => a.out(),
+      (o) => o.includes("up"),
+    );
+    a.child.kill("SIGTERM");
+    expect(
+      await until(
+        () => knot.dig(svcName, "A"),
+        (v) => v.length === 0,
+        5000,
+      ),
+    ).toEqual([]);
+    await until(
+      async () => a.out(),
+      (o) => o.includes("draining"),
+    );
+    expect(a.out()).not.toContain("bye"); // gone from DNS before the child finished
+    expect(await a.exited).toBe(0);
+    expect(a.out()).toContain("bye");
+    expect(a.err().match(/deregistered from DNS/g)).toHaveLength(1);
+  });
 });
