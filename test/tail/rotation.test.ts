@@ -87,3 +87,28 @@ describe("rotation under a 20k lines/s writer", () => {
     expect(rep.missing).toBeLessThan(total * 0.05);
   });
 });
+
+describe("deletion", () => {
+  it("a file deleted while the application still writes to it is read to its end, then finished", async () => {
+    const d = setup();
+    const { mkdirSync, openSync, writeSync, closeSync, unlinkSync } = await import("node:fs");
+    mkdirSync(d.logs);
+    const file = join(d.logs, "gone.log");
+    const fd = openSync(file, "a");
+    writeSync(fd, "before-1\nbefore-2\n");
+    const agent = startCli(agentArgs(d));
+    await agent.waitForLog("tailing");
+    await until(() => readStampedSoFar(d.out).length === 2);
+    unlinkSync(file);
+    writeSync(fd, "after-delete\nlast without newline");
+    closeSync(fd);
+    await until(() => readStampedSoFar(d.out).length === 4, 10_000);
+    await stopAgent(agent);
+    expect(readStamped(d.out).map((l) => l.text)).toEqual([
+      "before-1",
+      "before-2",
+      "after-delete",
+      "last without newline",
+    ]);
+  });
+});

@@ -34,6 +34,7 @@ export class FileReader {
   private readPos: number;
   private running: Promise<void> | undefined;
   private again = false;
+  private truncatePending = false;
   /** Set when the file was renamed away or deleted: read to the end, linger, then finish. */
   detachedAt: number | undefined;
   lastGrowth = Date.now();
@@ -100,6 +101,7 @@ export class FileReader {
       this.again = false;
       for (;;) {
         if (this.closed) return;
+        if (this.truncatePending) await this.restartAtZero();
         // Size reads to what stat said is there: thousands of small files must not each hold a big buffer.
         const want = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.knownSize - this.readPos + MIN_CHUNK));
         const buf = Buffer.allocUnsafe(want);
@@ -113,7 +115,7 @@ export class FileReader {
         if (this.decoder) lines = this.decoder.decode(lines);
         if (lines.length > 0 || this.decoder) await this.emit(lines);
       }
-    } while (this.again);
+    } while (this.again || this.truncatePending);
   }
 
   private async emit(lines: LogLine[], unterminated = false): Promise<void> {
@@ -132,9 +134,17 @@ export class FileReader {
     await this.submit(batch, this);
   }
 
-  /** Copytruncate: the file shrank below what we read. Emit what was pending, restart at 0. */
-  async truncated(): Promise<void> {
-    await this.running;
+  /**
+   * Copytruncate: the file shrank below what we read. The restart happens inside the (serialised) read loop:
+   * what was pending is emitted, then reading starts again at 0.
+   */
+  truncated(): Promise<void> {
+    this.truncatePending = true;
+    return this.kick();
+  }
+
+  private async restartAtZero(): Promise<void> {
+    this.truncatePending = false;
     await this.flushPending();
     this.splitter.reset(0);
     this.readPos = 0;

@@ -383,6 +383,7 @@ export class Tailer {
     for (const path of [...this.byPath.keys()]) void this.check(path);
     // Safety net for lost events (inotify queue overflow): re-list folders now and then.
     if (++this.pollCount % 10 === 0) for (const dir of this.dirWatchers.keys()) void this.scanDir(dir);
+    if (this.pollCount % 60 === 0) void this.forgetVanishedFinished();
     for (const r of [...this.byInode.values()]) {
       if (r.detachedAt === undefined) continue;
       this.kick(r);
@@ -449,6 +450,28 @@ export class Tailer {
     // Unfinished inputs whose file is gone for good: nothing left to read.
     for (const id of known)
       if (!inputs[id]?.finished && !this.byInode.has(id)) this.opts.checkpoints.forget(id);
+  }
+
+  /**
+   * Finished files stay in the checkpoint while they exist (so a restart never reads them again under a rotated
+   * name); once their inode is in none of the watched folders, they are forgotten, so the checkpoint stays small.
+   */
+  private async forgetVanishedFinished(): Promise<void> {
+    const finished = Object.entries(this.opts.checkpoints.inputs()).filter(([, s]) => s.finished);
+    if (finished.length === 0) return;
+    const seen = new Set<string>();
+    for (const dir of this.dirWatchers.keys()) {
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const st = await stat(join(dir, name)).catch(() => undefined);
+        if (st?.isFile()) seen.add(idOf(st));
+      }
+    }
+    for (const [id] of finished) {
+      if (seen.has(id)) continue;
+      this.opts.checkpoints.forget(id);
+      this.finishedInodes.delete(id);
+    }
   }
 
   /** Stops watching, reads every open file to its current end, and closes them (SIGTERM). */
