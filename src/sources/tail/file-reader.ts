@@ -6,7 +6,7 @@ import { LineSplitter } from "../line-splitter.js";
 
 /** Bytes hashed to tell a reused inode number from the file we were reading. */
 export const FINGERPRINT_BYTES = 256;
-const MAX_CHUNK = 1024 * 1024;
+const MAX_CHUNK = 256 * 1024;
 const MIN_CHUNK = 4 * 1024;
 
 export function fingerprint(buf: Buffer): string {
