@@ -191,7 +191,9 @@ export function advertisedIp(s: Record<string, unknown>, env: NodeJS.ProcessEnv)
 }
 
 export function advertisedPorts(s: Record<string, unknown>): AdvertisedPort[] {
-  const specs = (s.port as string[] | undefined) ?? [];
+  // Kubernetes sets IKONTAINER_PORT=tcp://10.0.0.1:80 when a Service named "ikontainer" exists (service links):
+  // that is never a port spec of ours, so it is skipped rather than failing the agent's start.
+  const specs = ((s.port as string[] | undefined) ?? []).filter((p) => !/^(tcp|udp|sctp):\/\//i.test(p));
   const ports = specs.map((p) => parsePortSpec(p));
   const seen = new Set<string>();
   for (const p of ports) {

@@ -87,6 +87,8 @@ describe("DNS settings", () => {
     expect(() => advertisedIp({ advertiseIp: "host.example" }, {})).toThrow(/not an IPv4 or IPv6 address/);
     expect(advertisedIp({}, {})).toMatch(/\d|:/);
     expect(() => advertisedPorts({ port: ["http:80/tcp", "http:81/tcp"] })).toThrow(/given twice/);
+    // A Kubernetes service-link variable (IKONTAINER_PORT=tcp://…) is not one of ours.
+    expect(advertisedPorts({ port: ["tcp://10.96.0.7:80"] })).toEqual([]);
     expect(dnsNamespace({}, { POD_NAMESPACE: "Shop" })).toBe("shop");
     expect(dnsNamespace({}, {})).toBe("default");
     expect(queryServer({ ddnsServer: "[::1]:5353" })).toEqual({ host: "::1", port: 5353 });
