@@ -150,6 +150,24 @@ describe("resolve, SOCKS5 proxy and ambassador against knotd", () => {
     const srv = await run("node", [CLI, "resolve", `_http._tcp.catalog.shop.${knot.zone}`, ...dnsFlags()]);
     expect(srv.stdout).toMatch(/^ADDRESS\s+PORT\s+CUID\s+POD/);
     expect(srv.stdout).toContain(`127.0.0.2  ${a.port}`);
+    // The ambassador on a plain service name: no SRV for the port asked, so the service's instance list.
+    const ambPort = await freePort();
+    const amb = await startCli([
+      "ambassador",
+      "--listen",
+      `127.0.0.1:${ambPort}`,
+      "--service",
+      `catalog.shop.${knot.zone}`,
+      "--target-port",
+      "9",
+      ...dnsFlags(),
+    ]);
+    const { connect } = await import("node:net");
+    const s = connect({ host: "127.0.0.1", port: ambPort });
+    await new Promise((res, rej) => s.once("connect", res).once("error", rej));
+    expect(await httpOver(s, "catalog")).toBe("site-a");
+    expect(amb.logs()).toContain('"via":"instances"');
+    amb.child.kill("SIGTERM");
     await r.stop();
     const gone = await run("node", [CLI, "resolve", `catalog.shop.${knot.zone}`, ...dnsFlags()]).catch(
       (e: { code: number; stderr: string }) => e,

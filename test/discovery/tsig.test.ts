@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import {
   parseTsigSpec,
   readTsigFile,
   signMessage,
+  TsigStreamVerifier,
   TsigVerifyError,
   verifyReply,
 } from "../../src/discovery/tsig.js";
@@ -124,6 +125,94 @@ describe("TSIG (RFC 8945) signing", () => {
     expect(() => verifyReply(signReply(other, now), key, req.mac, { now })).toThrow(/BADSIG/);
     expect(() => verifyReply(good, key, req.mac, { now: now + 3600_000 })).toThrow(/BADTIME/);
     expect(() => verifyReply(body, key, req.mac)).toThrow(/not signed/);
+  });
+
+  it("verifies a transfer stream with unsigned messages in between (RFC 8945 5.3.1), and catches a changed one", () => {
+    // The test signs like a server would, with its own HMAC code: prior MAC (length-prefixed), the messages
+    // since the last signed one, then only the timers (the first message: all TSIG variables).
+    const req = signMessage(encodeUpdate("z.test", [], [], 7), key);
+    const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+    const name = (n: string) =>
+      Buffer.concat([
+        ...n.split(".").map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+        Buffer.from([0]),
+      ]);
+    const now = Math.floor(Date.now() / 1000);
+    const timers = Buffer.concat([
+      u16(0),
+      Buffer.from([(now >>> 24) & 0xff, (now >>> 16) & 0xff, (now >>> 8) & 0xff, now & 0xff]),
+      u16(300),
+    ]);
+    const body = (i: number) => {
+      const m = Buffer.from(
+        encodeUpdate(
+          "z.test",
+          [],
+          [{ kind: "add", name: `r${i}.z.test`, type: "A", ttl: 5, data: "127.0.0.1" }],
+          7,
+        ),
+      );
+      m.writeUInt16BE(m.readUInt16BE(2) | 0x8000, 2);
+      return m;
+    };
+    const attach = (m: Buffer, mac: Buffer) => {
+      const rdata = Buffer.concat([
+        name("hmac-sha256"),
+        timers,
+        u16(mac.length),
+        mac,
+        u16(7),
+        u16(0),
+        u16(0),
+      ]);
+      const rr = Buffer.concat([
+        name("k1.example"),
+        u16(250),
+        u16(255),
+        Buffer.alloc(4),
+        u16(rdata.length),
+        rdata,
+      ]);
+      const out = Buffer.concat([m, rr]);
+      out.writeUInt16BE(m.readUInt16BE(10) + 1, 10);
+      return out;
+    };
+    const mac = (parts: Buffer[]) => {
+      const h = createHmac("sha256", key.secret);
+      for (const p of parts) h.update(p);
+      return h.digest();
+    };
+    const vars = Buffer.concat([
+      name("k1.example"),
+      u16(255),
+      Buffer.alloc(4),
+      name("hmac-sha256"),
+      timers,
+      u16(0),
+      u16(0),
+    ]);
+    const m1 = body(1);
+    const mac1 = mac([u16(req.mac.length), req.mac, m1, vars]);
+    const m2 = body(2);
+    const m3 = body(3);
+    const mac3 = mac([u16(32), mac1, m2, m3, timers]);
+    const stream = [attach(m1, mac1), m2, attach(m3, mac3)];
+
+    const v = new TsigStreamVerifier(key, req.mac);
+    for (const m of stream) v.next(m);
+    expect(v.complete).toBe(true);
+
+    const tampered = Buffer.from(m2);
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+    const v2 = new TsigStreamVerifier(key, req.mac);
+    v2.next(stream[0]!);
+    v2.next(tampered);
+    expect(() => v2.next(stream[2]!)).toThrow(/BADSIG/);
+
+    const v3 = new TsigStreamVerifier(key, req.mac);
+    v3.next(stream[0]!);
+    v3.next(m2);
+    expect(v3.complete).toBe(false); // a transfer must end on a signed message
   });
 
   it("parses --tsig specs and key files (plain, BIND, keymgr) and never shows the secret", () => {
