@@ -4,16 +4,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   agentContainers,
+  buildSets,
   type ContainerLike,
-  helmPath,
+  expectedAgentContainers,
   type K8sDoc,
-  kubectlAvailable,
-  kustomizeDirs,
-  kustomizeFiles,
-  kustomizeRender,
   podTemplate,
-  renderChart,
-  VALUE_SETS,
   validateK8s,
 } from "./render.js";
 
@@ -27,13 +22,7 @@ let dir: string;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "ikon-deploy-"));
-  const helm = helmPath();
-  for (const [name, values] of Object.entries(VALUE_SETS))
-    sets.set(`chart:${name}`, renderChart(helm, name, values, dir));
-  for (const d of kustomizeDirs()) {
-    sets.set(`kustomize-files:${d}`, kustomizeFiles(d));
-    if (kubectlAvailable()) sets.set(`kustomize:${d}`, kustomizeRender(d));
-  }
+  for (const [k, v] of buildSets(dir)) sets.set(k, v);
 }, 600_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -171,8 +160,7 @@ describe("deploy/ manifests", () => {
         });
       }
     }
-    // 4 chart renderings + the sidecar and exec examples, as files and (with kubectl) as kustomize output
-    expect(n).toBe(4 + 2 * (kubectlAvailable() ? 2 : 1));
+    expect(n).toBe(expectedAgentContainers());
   });
 
   it("references Secrets and never inlines one", () => {

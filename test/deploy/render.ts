@@ -140,3 +140,45 @@ export function agentContainers(doc: K8sDoc): ContainerLike[] {
   if (!t) return [];
   return t.spec.containers.filter((c) => /(^|\/)ikontainer(:|$)/.test(c.image) && c.args?.[0] !== undefined);
 }
+
+/** The sidecar patch applied to an existing app Deployment, offline (`kubectl patch --local`). */
+export function patchedSidecar(): K8sDoc[] {
+  const dir = join(REPO, "deploy/patches");
+  return parseDocs(
+    execFileSync(
+      "kubectl",
+      [
+        "patch",
+        "--local",
+        "-f",
+        join(dir, "existing-app.yaml"),
+        "--type",
+        "strategic",
+        "--patch-file",
+        join(dir, "ikontainer-sidecar.yaml"),
+        "-o",
+        "yaml",
+      ],
+      { encoding: "utf8" },
+    ),
+  );
+}
+
+/** Every set of manifests the deploy tests check, by name. */
+export function buildSets(tmp: string): Map<string, K8sDoc[]> {
+  const sets = new Map<string, K8sDoc[]>();
+  const helm = helmPath();
+  for (const [name, values] of Object.entries(VALUE_SETS))
+    sets.set(`chart:${name}`, renderChart(helm, name, values, tmp));
+  for (const d of kustomizeDirs()) {
+    sets.set(`kustomize-files:${d}`, kustomizeFiles(d));
+    if (kubectlAvailable()) sets.set(`kustomize:${d}`, kustomizeRender(d));
+  }
+  if (kubectlAvailable()) sets.set("patch:sidecar", patchedSidecar());
+  return sets;
+}
+
+/** How many ikontainer containers buildSets holds: 4 chart renderings, sidecar + exec (+ rendered, + patched). */
+export function expectedAgentContainers(): number {
+  return 4 + 2 * (kubectlAvailable() ? 2 : 1) + (kubectlAvailable() ? 1 : 0);
+}

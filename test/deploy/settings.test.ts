@@ -7,16 +7,11 @@ import { envName, type SettingDef } from "../../src/config/settings.js";
 import { CLI, startCli, stopAgent } from "../helpers/agent.js";
 import {
   agentContainers,
+  buildSets,
   type ContainerLike,
-  helmPath,
+  expectedAgentContainers,
   type K8sDoc,
-  kubectlAvailable,
-  kustomizeDirs,
-  kustomizeFiles,
-  kustomizeRender,
   REPO,
-  renderChart,
-  VALUE_SETS,
 } from "./render.js";
 
 /**
@@ -42,13 +37,7 @@ function sourceFiles(d: string): string[] {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "ikon-settings-"));
-  const helm = helmPath();
-  for (const [name, values] of Object.entries(VALUE_SETS))
-    sets.set(`chart:${name}`, renderChart(helm, name, values, dir));
-  for (const d of kustomizeDirs()) {
-    sets.set(`kustomize-files:${d}`, kustomizeFiles(d));
-    if (kubectlAvailable()) sets.set(`kustomize:${d}`, kustomizeRender(d));
-  }
+  for (const [k, v] of buildSets(dir)) sets.set(k, v);
   for (const cmd of ["run", "exec"]) {
     const text = help(cmd);
     helpFlags.set(cmd, new Set(text.match(/--[a-z][a-z0-9-]*/g) ?? []));
@@ -100,7 +89,7 @@ describe("flags and environment variables in deploy/", () => {
           for (const u of unknownSettings(c)) problems.push(`${set} ${d.metadata.name}/${c.name}: ${u}`);
         }
     expect(problems).toEqual([]);
-    expect(containers).toBe(4 + 2 * (kubectlAvailable() ? 2 : 1));
+    expect(containers).toBe(expectedAgentContainers());
   });
 
   it("the check finds a flag or variable the agent does not read", () => {
