@@ -186,30 +186,38 @@ class Elasticsearch {
     return ((await r.json()) as { count: number }).count;
   }
 
+  /** Every document, through the scroll API (a consistent snapshot across shards and daily indices). */
   async tally(prefix: string): Promise<Tally> {
     const t = newTally();
     await fetch(`${this.url}/${prefix}*/_refresh`, { method: "POST" });
-    let after: unknown[] | undefined;
-    for (;;) {
-      const body = {
-        size: 10000,
-        _source: ["message", "svc", "ikontainer_CUID"],
-        sort: [{ _doc: "asc" }],
-        ...(after ? { search_after: after } : {}),
-      };
-      const r = await fetch(`${this.url}/${prefix}*/_search`, {
+    type Page = { _scroll_id?: string; hits: { hits: { _source: Record<string, string> }[] } };
+    const post = async (path: string, body: unknown): Promise<Page | undefined> => {
+      const r = await fetch(`${this.url}${path}`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
       });
-      if (!r.ok) break;
-      const hits = (
-        (await r.json()) as { hits: { hits: { _source: Record<string, string>; sort: unknown[] }[] } }
-      ).hits.hits;
-      for (const h of hits) countLine(t, h._source.message ?? "", h._source.svc, h._source.ikontainer_CUID);
-      if (hits.length < 10000) break;
-      after = hits[hits.length - 1]!.sort;
+      return r.ok ? ((await r.json()) as Page) : undefined;
+    };
+    let page = await post(`/${prefix}*/_search?scroll=2m`, {
+      size: 10000,
+      _source: ["message", "svc", "ikontainer_CUID"],
+      sort: ["_doc"],
+    });
+    const ids: string[] = [];
+    while (page && page.hits.hits.length > 0) {
+      for (const h of page.hits.hits)
+        countLine(t, h._source.message ?? "", h._source.svc, h._source.ikontainer_CUID);
+      if (!page._scroll_id) break;
+      ids.push(page._scroll_id);
+      page = await post("/_search/scroll", { scroll: "2m", scroll_id: page._scroll_id });
     }
+    if (ids.length)
+      await fetch(`${this.url}/_search/scroll`, {
+        method: "DELETE",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ scroll_id: [...new Set(ids)] }),
+      }).catch(() => undefined);
     return t;
   }
 
@@ -430,6 +438,9 @@ async function runLocust(url: string, rate: number, opts: Options, dir: string):
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
+  const entry = { p, group: false };
+  live.add(entry);
+  p.once("exit", () => live.delete(entry));
   p.stdout!.pipe(createWriteStream(join(dir, "locust.out")));
   p.stderr!.pipe(createWriteStream(join(dir, "locust.err")));
   if (!(await waitExit(p, opts.durationMs + 60_000))) {
@@ -460,6 +471,9 @@ async function runLoadgen(url: string, rate: number, opts: Options, dir: string)
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
+  const entry = { p, group: false };
+  live.add(entry);
+  p.once("exit", () => live.delete(entry));
   p.stderr!.pipe(createWriteStream(join(dir, "loadgen.err")));
   if (!(await waitExit(p, opts.durationMs + 60_000))) {
     p.kill("SIGKILL");
