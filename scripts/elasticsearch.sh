@@ -91,7 +91,7 @@ wait_healthy() { # PORT PID DIR
   i=0
   while ! healthy "$1"; do
     i=$((i + 1))
-    if [ "$i" -gt 240 ] || ! kill -0 "$2" 2>/dev/null; then
+    if [ "$i" -gt 600 ] || ! kill -0 "$2" 2>/dev/null; then
       tail -n 40 "$3/logs/ikontainer-test.log" >&2 2>/dev/null || true
       die "not yellow on 127.0.0.1:$1"
     fi

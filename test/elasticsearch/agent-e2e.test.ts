@@ -14,7 +14,7 @@ let dir: string;
 beforeAll(async () => {
   url = await sharedElasticsearch();
   dir = mkdtempSync(join(tmpdir(), "ikon-es-e2e-"));
-});
+}, 310_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 it("ikontainer exec --output elasticsearch:URL stores the child's lines and its ledger row; the queries find them", async () => {
@@ -77,4 +77,4 @@ it("ikontainer exec --output elasticsearch:URL stores the child's lines and its 
     (await run(process.execPath, [MAIN, "whois", ip, "--state-dir", state, "--json"])).stdout,
   );
   expect(local).toEqual(who);
-});
+}, 180_000);

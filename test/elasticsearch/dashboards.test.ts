@@ -3,8 +3,11 @@ import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { LOG_FIELDS, logsIndexTemplate } from "../../src/sinks/elasticsearch-schema.js";
+
+// each test spawns the CLI or talks to Elasticsearch several times: room for a loaded machine
+vi.setConfig({ testTimeout: 150_000 });
 
 const run = promisify(execFile);
 const MAIN = new URL("../../dist/cli/main.js", import.meta.url).pathname;

@@ -31,7 +31,7 @@ function newSink(prefix: string, cuid: string): ElasticsearchSink {
     deadLetterPath: join(tmp, `${prefix}.dead.jsonl`),
     indexPrefix: prefix,
     flushBytes: 128 * 1024,
-    retryTimeout: 120_000,
+    retryTimeout: 600_000, // a loaded machine may take minutes to start the node
     retryInitialDelay: 100,
     retryMaxDelay: 1000,
   });
@@ -58,13 +58,13 @@ it("Elasticsearch down when the sink starts: writes wait, then everything is sto
   const got = await allIds(node.url, `${prefix}-*`);
   expect(got.total).toBe(2000);
   expect(got.ids).toEqual(expectedIds(cuid, batches));
-}, 150_000);
+}, 300_000);
 
 it("Elasticsearch killed (SIGKILL) mid-stream and restarted: nothing lost, nothing stored twice", async () => {
   const prefix = `t-${randomUUID().slice(0, 8)}-crash`;
   const cuid = randomUUID();
   const s = newSink(prefix, cuid);
-  const lines = Array.from({ length: 30_000 }, (_, i) => `crash-test line ${i} ${"y".repeat(i % 80)}`);
+  const lines = Array.from({ length: 20_000 }, (_, i) => `crash-test line ${i} ${"y".repeat(i % 80)}`);
   const batches = makeBatches({ stream: fileStream("c.log"), inputId: "7:2", lines, perBatch: 250 });
   let accepted = 0;
   // like the pipeline: a few batches outstanding, in order
@@ -77,6 +77,7 @@ it("Elasticsearch killed (SIGKILL) mid-stream and restarted: nothing lost, nothi
     }
   };
   const all = Promise.all([worker(), worker(), worker()]);
+  all.catch(() => undefined); // awaited below; do not report it as unhandled if the test times out first
   while (accepted < batches.length * 0.25) await new Promise((r) => setTimeout(r, 5));
   await node.kill9();
   const acceptedAtKill = accepted;
@@ -85,6 +86,6 @@ it("Elasticsearch killed (SIGKILL) mid-stream and restarted: nothing lost, nothi
   await node.start();
   await all;
   const got = await allIds(node.url, `${prefix}-*`);
-  expect(got.total).toBe(30_000);
+  expect(got.total).toBe(20_000);
   expect(got.ids).toEqual(expectedIds(cuid, batches));
-}, 150_000);
+}, 300_000);

@@ -10,7 +10,7 @@ import { documentId } from "../../src/sinks/elasticsearch.js";
 import { allIds, sharedElasticsearch } from "../fixtures/elasticsearch.js";
 
 const WRITER = new URL("./fixtures/sink-writer.mjs", import.meta.url).pathname;
-const TOTAL = 40_000;
+const TOTAL = 20_000;
 const PER_BATCH = 500;
 
 let url: string;
@@ -18,7 +18,7 @@ let tmp: string;
 beforeAll(async () => {
   url = await sharedElasticsearch();
   tmp = mkdtempSync(join(tmpdir(), "ikon-es-kill9-"));
-});
+}, 310_000);
 afterAll(() => {
   proxy?.close();
   rmSync(tmp, { recursive: true, force: true });
@@ -123,4 +123,4 @@ it("kill -9 while bulk requests are in flight, then a replay from the checkpoint
   expect(got.total).toBe(TOTAL);
   expect(got.ids.size).toBe(TOTAL);
   expect([...expected].filter((id) => !got.ids.has(id))).toEqual([]);
-});
+}, 180_000);

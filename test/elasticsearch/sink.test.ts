@@ -2,12 +2,15 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { esConnection } from "../../src/config/elasticsearch.js";
 import { documentId, ElasticsearchSink } from "../../src/sinks/elasticsearch.js";
 import { dailyIndex } from "../../src/sinks/elasticsearch-schema.js";
 import { allIds, count, es, sharedElasticsearch } from "../fixtures/elasticsearch.js";
 import { fileStream, makeBatches, structured } from "./batches.js";
+
+// each test spawns the CLI or talks to Elasticsearch several times: room for a loaded machine
+vi.setConfig({ testTimeout: 150_000 });
 
 let url: string;
 let tmp: string;
@@ -16,7 +19,7 @@ const sinks: ElasticsearchSink[] = [];
 beforeAll(async () => {
   url = await sharedElasticsearch();
   tmp = mkdtempSync(join(tmpdir(), "ikon-es-sink-"));
-});
+}, 310_000);
 
 afterAll(async () => {
   for (const s of sinks) await s.close();

@@ -7,11 +7,14 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { esConnection } from "../../src/config/elasticsearch.js";
 import { ElasticsearchSink } from "../../src/sinks/elasticsearch.js";
 import { count, sharedElasticsearch } from "../fixtures/elasticsearch.js";
 import { fileStream, makeBatches, structured } from "./batches.js";
+
+// each test spawns the CLI or talks to Elasticsearch several times: room for a loaded machine
+vi.setConfig({ testTimeout: 150_000 });
 
 /**
  * The test node has no TLS or security (integration-test distribution), so TLS and auth are checked through
@@ -112,7 +115,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
   frontUrl = `https://127.0.0.1:${(front.address() as AddressInfo).port}`;
   writeFileSync(join(dir, "api-key"), `${API_KEY}\n`);
-});
+}, 310_000);
 
 afterAll(() => {
   front?.close();

@@ -4,13 +4,16 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { esConnection } from "../../src/config/elasticsearch.js";
 import type { LineBatch } from "../../src/core/record.js";
 import { ElasticsearchSink } from "../../src/sinks/elasticsearch.js";
 import { CuidLedger, foldLedger, ledgerPath, readLedger } from "../../src/store/ledger.js";
 import { RequestIdExtractor } from "../../src/transforms/request-id.js";
 import { es, freePort, sharedElasticsearch } from "../fixtures/elasticsearch.js";
+
+// each test spawns the CLI or talks to Elasticsearch several times: room for a loaded machine
+vi.setConfig({ testTimeout: 150_000 });
 
 const run = promisify(execFile);
 const MAIN = new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -20,7 +23,7 @@ let dir: string;
 beforeAll(async () => {
   url = await sharedElasticsearch();
   dir = mkdtempSync(join(tmpdir(), "ikon-ledger-"));
-});
+}, 310_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -3,9 +3,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LocalStore, parseStoreLine } from "../../src/store/local.js";
 import { CUID_A, CUID_B, CUID_C, REQ, writeFixtureStore } from "./fixture-store.js";
+
+// each test spawns the CLI or talks to Elasticsearch several times: room for a loaded machine
+vi.setConfig({ testTimeout: 150_000 });
 
 const run = promisify(execFile);
 const MAIN = new URL("../../dist/cli/main.js", import.meta.url).pathname;
