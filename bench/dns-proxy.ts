@@ -58,6 +58,7 @@ function request(socket: Socket): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const loadStart = +os.loadavg()[0]!.toFixed(2);
   const knot = await startKnot();
   const host = "127.0.0.2";
   const port = await freePort(host);
@@ -76,57 +77,76 @@ async function main(): Promise<void> {
     },
     { ttl: 5000, leaseMs: 300_000 },
   );
-  const proxyPort = await freePort();
-  const logFile = join(os.tmpdir(), `ikt-proxy-bench-${process.pid}.log`);
-  const proxy: ChildProcess = spawn(
-    "node",
-    [
-      CLI,
-      "proxy",
-      "--listen",
-      `127.0.0.1:${proxyPort}`,
-      "--dns-server",
-      `127.0.0.1:${knot.port}`,
-      "--zone",
-      knot.zone,
-    ],
-    { stdio: ["ignore", "ignore", openSync(logFile, "w")] },
-  );
   const name = `web.bench.${knot.zone}`;
+  /** `ikontainer proxy` as users run it, at a given log level (info: one JSON line per connection). */
+  const startProxy = async (logLevel: string) => {
+    const port = await freePort();
+    const logFile = join(os.tmpdir(), `ikt-proxy-bench-${process.pid}-${logLevel}.log`);
+    const child: ChildProcess = spawn(
+      "node",
+      [
+        CLI,
+        "proxy",
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--dns-server",
+        `127.0.0.1:${knot.port}`,
+        "--zone",
+        knot.zone,
+        "--log-level",
+        logLevel,
+      ],
+      { stdio: ["ignore", "ignore", openSync(logFile, "w")] },
+    );
+    const deadline = Date.now() + 10_000;
+    // Ready once it accepts connections (at warn level it logs nothing when it starts).
+    for (;;) {
+      const ok = await new Promise<boolean>((r) => {
+        const s = connect({ host: "127.0.0.1", port });
+        s.once("connect", () => {
+          s.destroy();
+          r(true);
+        });
+        s.once("error", () => r(false));
+      });
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error(`proxy did not start: ${readFileSync(logFile, "utf8")}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const via = async () => {
+      const { socket } = await SocksClient.createConnection({
+        proxy: { host: "127.0.0.1", port, type: 5 },
+        command: "connect",
+        destination: { host: name, port: 80 },
+        timeout: 5000,
+      });
+      await request(socket);
+    };
+    return { child, via };
+  };
   const direct = async () => {
     const s = connect({ host, port });
     await new Promise((r, j) => s.once("connect", r).once("error", j));
     await request(s);
   };
-  const viaProxy = async () => {
-    const { socket } = await SocksClient.createConnection({
-      proxy: { host: "127.0.0.1", port: proxyPort, type: 5 },
-      command: "connect",
-      destination: { host: name, port: 80 },
-      timeout: 5000,
-    });
-    await request(socket);
-  };
+  const proxies: ChildProcess[] = [];
   try {
-    const deadline = Date.now() + 10_000;
-    while (!readFileSync(logFile, "utf8").includes("listening")) {
-      if (Date.now() > deadline) throw new Error(`proxy did not start: ${readFileSync(logFile, "utf8")}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    // Warm-up both paths (JIT, the proxy's DNS cache).
-    for (let i = 0; i < 200; i++) await Promise.all([direct(), viaProxy()]);
+    const info = await startProxy("info");
+    const quiet = await startProxy("warn");
+    proxies.push(info.child, quiet.child);
+    const paths = { direct, proxy: info.via, proxy_quiet: quiet.via } as const;
+    type Path = keyof typeof paths;
+    // Warm-up every path (JIT, the proxies' DNS caches).
+    for (let i = 0; i < 200; i++) await Promise.all([direct(), info.via(), quiet.via()]);
 
-    // Latency: sequential, interleaved in blocks of 50 so drift hits both alike.
-    const lat = { direct: [] as number[], proxy: [] as number[] };
+    // Latency: sequential, interleaved in blocks of 50 so drift hits every path alike.
+    const lat: Record<Path, number[]> = { direct: [], proxy: [], proxy_quiet: [] };
     const n = Number(args.requests);
     for (let done = 0; done < n; done += 50) {
-      for (const [k, f] of [
-        ["direct", direct],
-        ["proxy", viaProxy],
-      ] as const) {
+      for (const k of Object.keys(paths) as Path[]) {
         for (let i = 0; i < 50; i++) {
           const t0 = performance.now();
-          await f();
+          await paths[k]();
           lat[k].push(performance.now() - t0);
         }
       }
@@ -153,38 +173,43 @@ async function main(): Promise<void> {
       );
       return { rps: +((count * 1000) / durationMs).toFixed(1), errors };
     };
-    const tp = {
-      direct: [] as { rps: number; errors: number }[],
-      proxy: [] as { rps: number; errors: number }[],
-    };
+    const tp: Record<Path, { rps: number; errors: number }[]> = { direct: [], proxy: [], proxy_quiet: [] };
     for (let r = 0; r < 2; r++) {
-      tp.direct.push(await throughput(direct));
-      tp.proxy.push(await throughput(viaProxy));
+      for (const k of Object.keys(paths) as Path[]) tp[k].push(await throughput(paths[k]));
     }
     const d = summary(lat.direct);
     const p = summary(lat.proxy);
+    const q = summary(lat.proxy_quiet);
     const best = (xs: { rps: number }[]) => Math.max(...xs.map((x) => x.rps));
     const out = {
       benchmark: "dns-proxy",
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
+      // Other work on the machine skews the figures: the 1-minute load average at the start and at the end.
+      load_average: { start: loadStart, end: +os.loadavg()[0]!.toFixed(2) },
       setup:
-        "HTTP/1.0 GET, a new TCP connection per request; direct = to the instance's address; proxy = SOCKS5 to `ikontainer proxy` (separate process, default log level: one JSON log line per connection), which resolves web.bench.<zone>:80 through SRV _http._tcp (cached for the records' 5 s TTL) and connects",
+        "HTTP/1.0 GET, a new TCP connection per request; direct = to the instance's address; proxy = SOCKS5 to `ikontainer proxy` (separate process, default log level info: one JSON log line per connection naming the peer CUID), which resolves web.bench.<zone>:80 through SRV _http._tcp (cached for the records' 5 s TTL) and connects; proxy_quiet = the same with --log-level warn (no per-connection line)",
       latency: {
         direct: d,
         proxy: p,
+        proxy_quiet: q,
         added_p50_ms: +(p.p50_ms - d.p50_ms).toFixed(3),
         added_p99_ms: +(p.p99_ms - d.p99_ms).toFixed(3),
         added_mean_ms: +(p.mean_ms - d.mean_ms).toFixed(3),
+        quiet_added_p50_ms: +(q.p50_ms - d.p50_ms).toFixed(3),
+        quiet_added_p99_ms: +(q.p99_ms - d.p99_ms).toFixed(3),
       },
       throughput: {
         concurrency: conc,
         duration_ms: durationMs,
         direct_runs: tp.direct,
         proxy_runs: tp.proxy,
+        proxy_quiet_runs: tp.proxy_quiet,
         direct_rps: best(tp.direct),
         proxy_rps: best(tp.proxy),
+        proxy_quiet_rps: best(tp.proxy_quiet),
         proxy_relative: +(best(tp.proxy) / best(tp.direct)).toFixed(3),
+        proxy_quiet_relative: +(best(tp.proxy_quiet) / best(tp.direct)).toFixed(3),
       },
       notes:
         "Client, proxy, web server and knotd share the machine's 2 cores, so requests/s through the proxy also pays for the proxy's CPU.",
@@ -194,7 +219,7 @@ async function main(): Promise<void> {
     writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(out, null, 2)}\nwritten to ${file}\n`);
   } finally {
-    proxy.kill("SIGTERM");
+    for (const c of proxies) c.kill("SIGTERM");
     web.close();
     await knot.stop();
   }

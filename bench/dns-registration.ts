@@ -66,6 +66,7 @@ function pool(limit: number) {
 }
 
 async function main(): Promise<void> {
+  const loadStart = +os.loadavg()[0]!.toFixed(2);
   const n = Number(args.instances);
   const knot = await startKnot({ reverseZone: "127.in-addr.arpa" });
   const target: UpdateTarget = {
@@ -150,6 +151,8 @@ async function main(): Promise<void> {
       benchmark: "dns-registration",
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
+      // Other work on the machine skews the figures: the 1-minute load average at the start and at the end.
+      load_average: { start: loadStart, end: +os.loadavg()[0]!.toFixed(2) },
       server: "knotd (Debian package), 127.0.0.1, TCP, hmac-sha256 TSIG",
       instances: n,
       records_per_instance:
