@@ -175,11 +175,15 @@ export async function deregisterInstance(
     const siblings = await liveInstances(t, p.service);
     const others = siblings.filter((n) => n !== fqdn(p.instance));
     const sharedIps = new Set<string>();
-    for (const other of others) {
-      for (const ip of p.ips) {
-        const r = await query(t.server, other, addressType(ip), { tcp: true, timeoutMs: t.timeoutMs });
-        if (r.answers.some((a) => a.data === ip)) sharedIps.add(ip);
-      }
+    // Which of our addresses another live instance also has (host networking, or a reused pod IP): 16 at a time.
+    const checks = others.flatMap((other) => p.ips.map((ip) => ({ other, ip })));
+    for (let i = 0; i < checks.length; i += 16) {
+      await Promise.all(
+        checks.slice(i, i + 16).map(async ({ other, ip }) => {
+          const r = await query(t.server, other, addressType(ip), { tcp: true, timeoutMs: t.timeoutMs });
+          if (r.answers.some((a) => a.data === ip)) sharedIps.add(ip);
+        }),
+      );
     }
     await afterRead?.(attempt);
     const prereqs: Prerequisite[] = [
