@@ -26,7 +26,8 @@ export function registerTrace(program: Command): void {
           ...(since !== undefined ? { since } : {}),
           ...(until !== undefined ? { until } : {}),
         });
-        const hops = traceHops(recs, recs.length > 0 ? await store.ledger() : []);
+        const cuids = [...new Set(recs.map((r) => r.cuid))];
+        const hops = traceHops(recs, cuids.length > 0 ? await store.ledger(cuids) : []);
         if (flags.json) {
           process.stdout.write(`${JSON.stringify({ request_id: requestId, hops }, null, 2)}\n`);
         } else {

@@ -63,7 +63,7 @@ export class EsStore implements Store {
     return out;
   }
 
-  async ledger(): Promise<LedgerEntry[]> {
+  async ledger(cuids?: readonly string[]): Promise<LedgerEntry[]> {
     const out: LedgerEntry[] = [];
     try {
       const r = await this.client.search<LedgerEntry>({
@@ -71,6 +71,7 @@ export class EsStore implements Store {
         ignore_unavailable: true,
         allow_no_indices: true,
         size: 10_000,
+        ...(cuids ? { query: { terms: { cuid: [...cuids] } } } : {}),
         sort: [{ started_at: { order: "asc" } }],
       });
       for (const h of r.hits.hits) if (h._source) out.push(h._source);

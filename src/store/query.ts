@@ -33,7 +33,8 @@ export interface LogFilter {
 export interface Store {
   /** Matching lines in time order (lines without a time last, in store order). */
   logs(filter: LogFilter): Promise<LogRecord[]>;
-  ledger(): Promise<LedgerEntry[]>;
+  /** The ledger, or only the entries of `cuids` (a store may use it to fetch less). */
+  ledger(cuids?: readonly string[]): Promise<LedgerEntry[]>;
   close(): Promise<void>;
 }
 
