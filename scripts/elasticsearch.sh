@@ -40,7 +40,12 @@ fetch() {
     mkdir -p "$BASE"
     chmod 755 "$BASE"
     tmp=$(mktemp -d "$BASE/unpack.XXXXXX")
-    unzip -q "$ZIP" -d "$tmp"
+    if command -v unzip >/dev/null 2>&1; then
+      unzip -q "$ZIP" -d "$tmp"
+    else
+      python3 -m zipfile -e "$ZIP" "$tmp" # drops the exec bits: restored below
+      chmod a+x "$tmp/elasticsearch-$VERSION/bin/"*
+    fi
     chmod -R a+rX "$tmp"
     # rename is atomic: two racing fetches both end with a complete distribution
     mv "$tmp/elasticsearch-$VERSION" "$HOME_DIR" 2>/dev/null || true
