@@ -83,7 +83,12 @@ node_dir() {
 }
 
 healthy() {
-  curl -fsS -m 5 "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=4s" >/dev/null 2>&1
+  u="http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=4s"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -m 5 "$u" >/dev/null 2>&1
+  else
+    node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(5000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$u"
+  fi
 }
 
 # start/stop of one node dir are serialised (flock), so concurrent test runs share one node
