@@ -28,9 +28,18 @@ ARTIFACT=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$VERSION:zi
 log() { echo "elasticsearch.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# a fresh Debian machine, as root: install what is missing
+apt_install() {
+  [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; } || true
+}
+
 fetch() {
   if [ ! -s "$ZIP" ]; then
     mkdir -p "$CACHE"
+    command -v mvn >/dev/null 2>&1 || apt_install maven
     command -v mvn >/dev/null 2>&1 || die "mvn is not installed (apt-get install maven), needed to fetch $ARTIFACT"
     log "fetching $ARTIFACT"
     mvn -q dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" -Dmdep.overWriteIfNewer=true ||
@@ -59,6 +68,12 @@ java_home() {
   for d in /usr/lib/jvm/java-17-openjdk-* /usr/lib/jvm/java-17-* /usr/lib/jvm/*17*; do
     [ -x "$d/bin/java" ] && { echo "$d"; return; }
   done
+  if ! command -v java >/dev/null 2>&1; then
+    apt_install openjdk-17-jre-headless
+    for d in /usr/lib/jvm/java-17-openjdk-*; do
+      [ -x "$d/bin/java" ] && { echo "$d"; return; }
+    done
+  fi
   j=$(command -v java) || die "no Java 17 found (apt-get install openjdk-17-jre-headless)"
   dirname "$(dirname "$(readlink -f "$j")")"
 }
