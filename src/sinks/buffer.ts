@@ -34,6 +34,8 @@ export interface BufferOptions {
   segmentBytes?: number;
   /** Most bytes handed to the inner sink in one round. */
   sendBytes?: number;
+  /** Rounds awaiting the inner sink at once (pipelining). */
+  inflightRounds?: number;
   /** Retry backoff of the sender. */
   retryMinMs?: number;
   retryMaxMs?: number;
@@ -54,6 +56,14 @@ interface Entry {
   start: number;
   end: number;
   batch: LineBatch;
+}
+
+interface Round {
+  entries: Entry[];
+  /** Queue position after the round's last entry. */
+  end: number;
+  /** Resolves with the first rejection, or undefined when the destination accepted every entry. */
+  done: Promise<unknown>;
 }
 
 interface Segment {
@@ -212,16 +222,17 @@ async function scanSegment(
 }
 
 /** Joins consecutive entries of the same input into one batch (fewer, larger deliveries). */
-function mergeEntries(entries: Entry[]): LineBatch[] {
-  const out: LineBatch[] = [];
-  for (const { batch } of entries) {
+function mergeEntries(entries: Entry[]): Array<{ batch: LineBatch; starts: number[] }> {
+  const out: Array<{ batch: LineBatch; starts: number[] }> = [];
+  for (const { batch, start } of entries) {
     const last = out[out.length - 1];
-    if (last && last.inputId === batch.inputId && last.stream.key === batch.stream.key) {
-      last.lines.push(...batch.lines);
-      last.endOffset = batch.endOffset;
-      last.endPart = batch.endPart;
-      last.readAt = batch.readAt;
-    } else out.push({ ...batch, lines: [...batch.lines] });
+    if (last && last.batch.inputId === batch.inputId && last.batch.stream.key === batch.stream.key) {
+      last.batch.lines.push(...batch.lines);
+      last.batch.endOffset = batch.endOffset;
+      last.batch.endPart = batch.endPart;
+      last.batch.readAt = batch.readAt;
+      last.starts.push(start);
+    } else out.push({ batch: { ...batch, lines: [...batch.lines] }, starts: [start] });
   }
   return out;
 }
@@ -289,6 +300,7 @@ export class BufferedSink implements Sink {
     this.opts = {
       segmentBytes: 8 * 1024 * 1024,
       sendBytes: 1024 * 1024,
+      inflightRounds: 2,
       retryMinMs: 200,
       retryMaxMs: 30_000,
       drainOnCloseMs: 1_000,
@@ -538,14 +550,40 @@ export class BufferedSink implements Sink {
     }
   }
 
+  /**
+   * Delivers the queue in rounds of up to `sendBytes`, with up to `inflightRounds` rounds awaiting the
+   * destination at once (so encoding the next round overlaps the receiver's work on the previous one).
+   * Progress is committed strictly in queue order. When a round fails, the rounds after it settle, every
+   * entry the destination did accept is remembered (not sent again), and delivery restarts at the cursor.
+   */
   private async runSender(): Promise<void> {
     let delay = this.opts.retryMinMs;
     let lastWarn = 0;
-    // Merged batches the inner sink already accepted in a round that failed elsewhere (not sent again).
-    let acceptedInRound = new Set<number>();
-    let roundStart = -1;
+    const accepted = new Set<number>(); // entry start positions the destination accepted, not yet committed
+    const inflight: Round[] = [];
+    let readPos = this.cursor;
     while (!this.stopSender) {
-      if (this.cursor >= this.endPos) {
+      let readFailed = false;
+      while (inflight.length < this.opts.inflightRounds && readPos < this.endPos && !this.stopSender) {
+        const entries: Entry[] = [];
+        try {
+          for await (const e of this.entries(readPos, this.endPos, this.opts.sendBytes)) entries.push(e);
+        } catch (e) {
+          this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot read queued entries");
+          readFailed = true;
+          break;
+        }
+        if (entries.length === 0) break;
+        const end = entries[entries.length - 1]!.end;
+        inflight.push({ entries, end, done: this.deliver(entries, accepted) });
+        readPos = end;
+      }
+      const head = inflight[0];
+      if (!head) {
+        if (readFailed) {
+          await this.pause(this.opts.retryMaxMs);
+          continue;
+        }
         if (this.closing) return;
         await new Promise<void>((r) => {
           this.dataWaiter = r;
@@ -553,74 +591,74 @@ export class BufferedSink implements Sink {
         this.dataWaiter = undefined;
         continue;
       }
-      const entries: Entry[] = [];
-      try {
-        for await (const e of this.entries(this.cursor, this.endPos, this.opts.sendBytes)) entries.push(e);
-      } catch (e) {
-        this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot read queued entries");
-        await this.pause(this.opts.retryMaxMs);
+      const failure = await head.done;
+      if (failure === undefined) {
+        inflight.shift();
+        for (const e of head.entries) accepted.delete(e.start);
+        await this.commitRound(head);
+        delay = this.opts.retryMinMs;
         continue;
       }
-      const end = entries[entries.length - 1]!.end;
-      if (roundStart !== this.cursor) {
-        acceptedInRound = new Set();
-        roundStart = this.cursor;
+      // Let the later rounds settle (what they got accepted is remembered), then start over at the cursor.
+      await Promise.all(inflight.map((r) => r.done));
+      inflight.length = 0;
+      readPos = this.cursor;
+      counterRetries.inc({ sink: this.id });
+      if (this.stopSender) return;
+      const now = Date.now();
+      if (now - lastWarn > 10_000) {
+        lastWarn = now;
+        this.log.warn(
+          { sink: this.id, err: errorMessage(failure), bufferedBytes: this.bufferedBytes, retryInMs: delay },
+          "destination did not accept buffered lines; keeping them on disk and retrying",
+        );
       }
-      const batches = mergeEntries(entries);
-      const results = await Promise.allSettled(
-        batches.map((b, i) => (acceptedInRound.has(i) ? Promise.resolve(undefined) : this.inner.write(b))),
-      );
-      const failed = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
-      if (failed.length > 0) {
-        results.forEach((r, i) => {
-          if (r.status === "fulfilled") acceptedInRound.add(i);
-        });
-        counterRetries.inc({ sink: this.id });
-        counterRejections.inc({ sink: this.id }, failed.length);
-        if (this.stopSender) return;
-        const now = Date.now();
-        if (now - lastWarn > 10_000) {
-          lastWarn = now;
-          this.log.warn(
-            {
-              sink: this.id,
-              err: errorMessage(failed[0]!.reason),
-              bufferedBytes: this.bufferedBytes,
-              retryInMs: delay,
-            },
-            "destination did not accept buffered lines; keeping them on disk and retrying",
-          );
-        }
-        await this.pause(delay);
-        delay = Math.min(delay * 2, this.opts.retryMaxMs);
-        continue;
-      }
-      delay = this.opts.retryMinMs;
-      let lines = 0;
-      const d: DeliveryRecord["d"] = [];
-      const ranges: Ranges = new Map();
-      const lastEnd = new Map<string, number>();
-      for (const e of entries) {
-        const ls = e.batch.lines;
-        lines += ls.length;
-        if (ls.length === 0) continue;
-        addRange(ranges, e.batch.inputId, posOf(ls[0]!), posOf(ls[ls.length - 1]!));
-        lastEnd.set(e.batch.inputId, e.end);
-      }
-      for (const [id, r] of ranges) d.push([id, r.lo[0], r.lo[1], r.hi[0], r.hi[1], lastEnd.get(id)!]);
-      try {
-        await this.recordDelivery({ pos: end, d });
-      } catch (e) {
-        this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot record delivery progress");
-      }
-      this.cursor = end;
-      counterDelivered.inc({ sink: this.id }, lines);
-      gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
-      await this.dropDeliveredSegments();
-      const waiters = this.spaceWaiters;
-      this.spaceWaiters = [];
-      for (const w of waiters) w();
+      await this.pause(delay);
+      delay = Math.min(delay * 2, this.opts.retryMaxMs);
     }
+  }
+
+  /** Hands a round's entries (those not accepted before) to the destination; resolves with the first failure. */
+  private async deliver(entries: Entry[], accepted: Set<number>): Promise<unknown> {
+    const groups = mergeEntries(entries.filter((e) => !accepted.has(e.start)));
+    const results = await Promise.allSettled(groups.map((g) => this.inner.write(g.batch)));
+    let failure: unknown;
+    results.forEach((r, i) => {
+      if (r.status === "fulfilled") for (const start of groups[i]!.starts) accepted.add(start);
+      else {
+        counterRejections.inc({ sink: this.id });
+        failure ??= r.reason ?? new Error("rejected");
+      }
+    });
+    return failure;
+  }
+
+  /** Records a delivered round (durably), moves the cursor, frees space. */
+  private async commitRound(round: Round): Promise<void> {
+    let lines = 0;
+    const d: DeliveryRecord["d"] = [];
+    const ranges: Ranges = new Map();
+    const lastEnd = new Map<string, number>();
+    for (const e of round.entries) {
+      const ls = e.batch.lines;
+      lines += ls.length;
+      if (ls.length === 0) continue;
+      addRange(ranges, e.batch.inputId, posOf(ls[0]!), posOf(ls[ls.length - 1]!));
+      lastEnd.set(e.batch.inputId, e.end);
+    }
+    for (const [id, r] of ranges) d.push([id, r.lo[0], r.lo[1], r.hi[0], r.hi[1], lastEnd.get(id)!]);
+    try {
+      await this.recordDelivery({ pos: round.end, d });
+    } catch (e) {
+      this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot record delivery progress");
+    }
+    this.cursor = round.end;
+    counterDelivered.inc({ sink: this.id }, lines);
+    gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
+    await this.dropDeliveredSegments();
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const w of waiters) w();
   }
 
   private pause(ms: number): Promise<void> {

@@ -60,6 +60,11 @@ const counterFailed = new Counter({
   registers: [registry],
 });
 
+interface EmitTurn {
+  settled: boolean;
+  done: Promise<boolean>;
+}
+
 interface ClientState {
   /** An error that retrying on this connection cannot fix (authentication, certificate). */
   fatal: Error | undefined;
@@ -94,6 +99,8 @@ export class FluentdSink implements Sink {
   private client: FluentClient | undefined;
   private lastSocketError: Error | undefined;
   private readonly states = new WeakMap<FluentClient, ClientState>();
+  /** The latest write's turn: resolves when it has emitted (true) or given up before sending (false). */
+  private emitTurn: EmitTurn = { settled: true, done: Promise.resolve(true) };
   private readonly o: Required<Omit<FluentdSinkOptions, "tls" | "security" | "log">> &
     Pick<FluentdSinkOptions, "tls" | "security">;
   private readonly log: Logger;
@@ -123,7 +130,7 @@ export class FluentdSink implements Sink {
         host: this.o.host,
         port: this.o.port,
         // Idle timeout; the client reconnects on the next write.
-        timeout: Math.max(this.o.connectTimeoutMs, 60_000),
+        timeout: Math.max(this.o.connectTimeoutMs, this.o.ackTimeoutMs + 5000, 60_000),
         reconnect: {
           delay: this.o.reconnectMinMs,
           backoff: 2,
@@ -176,22 +183,45 @@ export class FluentdSink implements Sink {
       rec.ikontainer_id = documentId(cuid, batch, l.offset, l.part, l.bytes);
       return rec;
     });
-    const client = this.getClient();
-
-    // Emit only on an established connection: events queued inside the client while it is down would be
-    // sent later on their own, after we already reported this batch as failed (a duplicate after our retry).
-    const state = this.states.get(client)!;
-    const deadline = Date.now() + this.o.connectTimeoutMs;
-    while (!client.writable) {
-      if (this.closed || Date.now() >= deadline || this.client !== client || state.fatal) {
-        counterFailed.inc({ sink: this.id, reason: "unreachable" });
-        this.recycle(client);
-        throw ERR_SINK(`${this.id}: cannot connect to fluentd${this.reason()}`);
+    // Concurrent writes emit in the order they were called (one chunk each, acks awaited in parallel); a write
+    // whose predecessor could not even be sent fails too, so a retry resends them in their order.
+    const prev = this.emitTurn;
+    let release!: (sent: boolean) => void;
+    const mine: EmitTurn = { settled: false, done: Promise.resolve(true) };
+    mine.done = new Promise<boolean>((r) => {
+      release = (sent) => {
+        mine.settled = true;
+        r(sent);
+      };
+    });
+    this.emitTurn = mine;
+    let client: FluentClient;
+    try {
+      // A predecessor that gave up before we were called says nothing about this attempt.
+      const prevSent = prev.settled ? true : await prev.done;
+      if (!prevSent) throw ERR_SINK(`${this.id}: cannot connect to fluentd${this.reason()}`);
+      if (this.closed) throw ERR_SINK(`${this.id}: sink is closed`);
+      client = this.getClient();
+      // Emit only on an established connection: events queued inside the client while it is down would be
+      // sent later on their own, after we already reported this batch as failed (a duplicate after our retry).
+      const state = this.states.get(client)!;
+      const deadline = Date.now() + this.o.connectTimeoutMs;
+      while (!client.writable) {
+        if (this.closed || Date.now() >= deadline || this.client !== client || state.fatal) {
+          counterFailed.inc({ sink: this.id, reason: "unreachable" });
+          this.recycle(client);
+          throw ERR_SINK(`${this.id}: cannot connect to fluentd${this.reason()}`);
+        }
+        await sleep(20);
       }
-      await sleep(20);
+    } catch (e) {
+      release(false);
+      throw e;
     }
-
+    const state = this.states.get(client)!;
     const emits = records.map((r, i) => client.emit(tag, r, eventTimeOf(batch.lines[i]!, batch)));
+    // The next write may emit now: its events go into a later flush, hence a later chunk.
+    setImmediate(() => release(true));
     let timer: NodeJS.Timeout | undefined;
     const guard = new Promise<"timeout">((r) => {
       timer = setTimeout(() => r("timeout"), this.o.ackTimeoutMs + this.o.connectTimeoutMs + 1000);
