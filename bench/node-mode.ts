@@ -32,8 +32,8 @@ interface Run {
   bytesOnDisk: number;
   files: number;
   seconds: number;
-  /** Spawn until the initial scan opened every file ("tailing"). */
-  startupSeconds: number;
+  /** Spawn until the initial scan opened every file ("tailing"); null when every line was out before that. */
+  startupSeconds: number | null;
   linesPerSecond: number;
   cpuSeconds: number;
   cpuPercent: number;
@@ -134,7 +134,7 @@ async function measure(
     bytesOnDisk: bytes,
     files,
     seconds: round(seconds, 3),
-    startupSeconds: round(Number((tailingAt || process.hrtime.bigint()) - started) / 1e9, 3),
+    startupSeconds: tailingAt ? round(Number(tailingAt - started) / 1e9, 3) : null,
     linesPerSecond: Math.round(lines / seconds),
     cpuSeconds: round(cpuSeconds, 2),
     cpuPercent: round((100 * cpuSeconds) / seconds, 1),

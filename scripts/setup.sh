@@ -26,5 +26,6 @@ fi
 # Elasticsearch for the sink and query tests (fetched once into .cache/, see scripts/elasticsearch.sh).
 if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi
 
-# helm, built once from the Go module proxy into .cache/helm, renders the chart in test/deploy (needs Go).
-if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; fi
+# helm (renders the chart) and a strict Kubernetes decoder, built once from the Go module proxy into .cache/,
+# for test/deploy (needs Go).
+if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; sh scripts/k8s-strict.sh >/dev/null; fi

@@ -8,7 +8,12 @@ import {
   type ContainerLike,
   expectedAgentContainers,
   type K8sDoc,
+  kubectlAvailable,
+  parseDocs,
   podTemplate,
+  REPO,
+  strictDecode,
+  strictPath,
   validateK8s,
 } from "./render.js";
 
@@ -66,6 +71,32 @@ describe("deploy/ manifests", () => {
     expect(failures).toEqual([]);
     expect(all().length).toBeGreaterThan(20);
   });
+
+  it("decodes every object strictly into the Kubernetes Go types (no unknown or duplicate field)", () => {
+    const bin = strictPath();
+    for (const [set, docs] of sets) {
+      const r = strictDecode(bin, docs);
+      expect({ set, status: r.status, out: r.out }).toEqual({
+        set,
+        status: 0,
+        out: docs.map((d) => `ok ${d.apiVersion} ${d.kind}\n`).join(""),
+      });
+    }
+    // the strict check catches what the schema check lets through: a misspelt field
+    const ds = structuredClone(sets.get("chart:defaults")!.find((d) => d.kind === "DaemonSet")!);
+    const c = (
+      ds.spec as { template: { spec: { containers: Array<{ securityContext: Record<string, unknown> }> } } }
+    ).template.spec.containers[0]!;
+    delete c.securityContext.readOnlyRootFilesystem;
+    c.securityContext.readOnlyRootFilesytem = true;
+    return validateK8s(ds).then(() => {
+      const r = strictDecode(bin, [ds]);
+      expect(r.status).toBe(1);
+      expect(r.out).toContain(
+        'unknown field "spec.template.spec.containers[0].securityContext.readOnlyRootFilesytem"',
+      );
+    });
+  }, 300_000);
 
   it("the validator rejects a broken object (the check can fail)", async () => {
     const ds = structuredClone(sets.get("chart:defaults")!.find((d) => d.kind === "DaemonSet")!);
@@ -241,6 +272,22 @@ describe("deploy/ manifests", () => {
       POD_IP: '{"fieldRef":{"fieldPath":"status.podIP"}}',
       NODE_NAME: '{"fieldRef":{"fieldPath":"spec.nodeName"}}',
     });
+    // the patch for an existing Deployment (applied offline with kubectl patch --local) gives the same shape
+    if (kubectlAvailable()) {
+      const patched = podTemplate(sets.get("patch:sidecar")![0]!)!;
+      expect(patched.spec.containers.map((c) => c.name)).toEqual(["app", "ikontainer"]);
+      expect(patched.spec.containers[0]!.volumeMounts).toContainEqual({
+        name: "app-logs",
+        mountPath: "/var/log/app",
+      });
+      expect(patched.spec.containers[0]!.command).toEqual(
+        (
+          podTemplate(parseDocs(readFileSync(join(REPO, "deploy/patches/existing-app.yaml"), "utf8"))[0]!)!
+            .spec.containers[0] as { command: string[] }
+        ).command,
+      );
+      expect(patched.spec.volumes?.map((v) => v.name)).toEqual(["app-logs", "state"]);
+    }
     const exec = podTemplate(sets.get("kustomize-files:exec")![0]!)!.spec.containers[0]!;
     expect(exec.args![0]).toBe("exec");
     expect(exec.args).toContain("--");

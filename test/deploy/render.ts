@@ -182,3 +182,18 @@ export function buildSets(tmp: string): Map<string, K8sDoc[]> {
 export function expectedAgentContainers(): number {
   return 4 + 2 * (kubectlAvailable() ? 2 : 1) + (kubectlAvailable() ? 1 : 0);
 }
+
+/** The strict decoder (test/deploy/strict, built by scripts/k8s-strict.sh): unknown fields are errors. */
+export function strictPath(): string {
+  return execFileSync("sh", [join(REPO, "scripts/k8s-strict.sh")], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  }).trim();
+}
+
+/** Runs the strict decoder over documents; returns its report lines and exit status. */
+export function strictDecode(bin: string, docs: readonly unknown[]): { status: number | null; out: string } {
+  const input = docs.map((d) => `---\n${JSON.stringify(d)}\n`).join("");
+  const r = spawnSync(bin, [], { input, encoding: "utf8" });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
