@@ -27,6 +27,9 @@ describe("RFC 3339 timestamps with nanoseconds", () => {
     expect(parseRfc3339("2016-10-06T00:17:09.669794202Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 669));
     expect(parseRfc3339("2016-10-06T00:17:09Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 0));
     expect(parseRfc3339("2016-10-06T02:17:09.5+02:00")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 500));
+    // same second, another zone: not confused by the per-second cache
+    expect(parseRfc3339("2016-10-06T00:17:09.000000001+01:00")).toBe(Date.UTC(2016, 9, 5, 23, 17, 9, 0));
+    expect(parseRfc3339("2016-10-06T00:17:09.01Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 10));
     expect(parseRfc3339("2016-10-06 00:17:09Z")).toBeUndefined();
     expect(parseRfc3339("2016-10-06T00:17:09.1234567890Z")).toBeUndefined();
   });
@@ -110,6 +113,8 @@ describe("CRI decoder", () => {
       "2024-05-01T10:00:00Z stdout X wrong tag\n" +
       "2024-05-01T10:00:00Z stdin F wrong stream\n" +
       "2024-13-01T10:00:00Z stdout F bad month\n" +
+      "2024-05-01T10:00:00Z stdout Fx glued tag\n" +
+      "2024-05-01T10:00:00Z stdoux F wrong stream\n" +
       "2024-05-01T10:00:00.5Z stdout F\n" +
       "2024-05-01T10:00:00.5Z stdout F \n" +
       "2024-05-01T10:00:00.5Z stderr F:x:y tagged\n";
@@ -119,11 +124,13 @@ describe("CRI decoder", () => {
       ["2024-05-01T10:00:00Z stdout X wrong tag", undefined],
       ["2024-05-01T10:00:00Z stdin F wrong stream", undefined],
       ["2024-13-01T10:00:00Z stdout F bad month", undefined],
+      ["2024-05-01T10:00:00Z stdout Fx glued tag", undefined],
+      ["2024-05-01T10:00:00Z stdoux F wrong stream", undefined],
       ["", "stdout"],
       ["", "stdout"],
       ["tagged", "stderr"],
     ]);
-    expect(d.badLines).toBe(4);
+    expect(d.badLines).toBe(6);
     expect(out[0]!.time).toBeUndefined();
   });
 

@@ -23,19 +23,25 @@ export function parseCriHeader(b: Buffer): CriEntry | undefined {
   const timeText = b.toString("latin1", 0, s1);
   const time = parseRfc3339(timeText);
   if (time === undefined) return undefined;
+  // "stdout " / "stderr ", compared byte by byte (this runs for every line on the node)
+  const c = s1 + 1;
   let channel: "stdout" | "stderr";
-  if (b.toString("latin1", s1 + 1, s1 + 8) === "stdout ") channel = "stdout";
-  else if (b.toString("latin1", s1 + 1, s1 + 8) === "stderr ") channel = "stderr";
+  if (b[c] !== 0x73 || b[c + 1] !== 0x74 || b[c + 6] !== SP) return undefined;
+  if (b[c + 2] === 0x64 && b[c + 3] === 0x6f && b[c + 4] === 0x75 && b[c + 5] === 0x74) channel = "stdout";
+  else if (b[c + 2] === 0x64 && b[c + 3] === 0x65 && b[c + 4] === 0x72 && b[c + 5] === 0x72)
+    channel = "stderr";
   else return undefined;
   const tagStart = s1 + 8;
-  let tagEnd = b.indexOf(SP, tagStart);
-  // An empty line is written as `… F` with nothing after the tag (some runtimes omit the last space).
-  if (tagEnd < 0) tagEnd = b.length;
-  const tag = b.toString("latin1", tagStart, tagEnd);
+  const tag = b[tagStart];
+  if (tag !== 0x50 /* P */ && tag !== 0x46 /* F */) return undefined;
   // Tags are `P` or `F`, optionally followed by `:`-separated extra tags (CRI reserves them).
-  const first = tag.split(":")[0];
-  if (first !== "P" && first !== "F") return undefined;
-  return { time, timeText, channel, final: first === "F", textStart: Math.min(tagEnd + 1, b.length) };
+  let tagEnd = tagStart + 1;
+  if (b[tagEnd] === 0x3a /* : */) {
+    tagEnd = b.indexOf(SP, tagEnd);
+    // An empty line is written as `… F` with nothing after the tag (some runtimes omit the last space).
+    if (tagEnd < 0) tagEnd = b.length;
+  } else if (tagEnd < b.length && b[tagEnd] !== SP) return undefined;
+  return { time, timeText, channel, final: tag === 0x46, textStart: Math.min(tagEnd + 1, b.length) };
 }
 
 export class CriDecoder extends JoiningDecoder {

@@ -134,11 +134,22 @@ const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d
 export function parseRfc3339(text: string): number | undefined {
   const m = RFC3339.exec(text);
   if (!m) return undefined;
-  const base = Date.parse(`${m[1]}${m[3] === "Z" ? "Z" : m[3]}`);
-  if (Number.isNaN(base)) return undefined;
-  const frac = m[2] ?? "";
-  return base + (frac ? Number(frac.slice(0, 3).padEnd(3, "0")) : 0);
+  // Consecutive lines mostly share the same second: remember the last one's epoch value.
+  const key = `${m[1]}${m[3]}`;
+  let base: number;
+  if (key === lastSecond) base = lastBase;
+  else {
+    base = Date.parse(key);
+    if (Number.isNaN(base)) return undefined;
+    lastSecond = key;
+    lastBase = base;
+  }
+  const frac = m[2];
+  return base + (frac ? Number(frac.length >= 3 ? frac.slice(0, 3) : frac.padEnd(3, "0")) : 0);
 }
+
+let lastSecond = "";
+let lastBase = 0;
 
 type Meta = Pick<LogLine, "time" | "timeText" | "channel">;
 
