@@ -162,6 +162,40 @@ describe("BufferedSink: durable, bounded on-disk queue in front of fluentd", () 
     expect(exactlyOnce(got(r), n)).toEqual({ missing: [], duplicated: [] });
   });
 
+  it("a round where one input's chunk fails and another's is acked: retried with later lines, each once", async () => {
+    const dir = tempDir();
+    const r = await receiver();
+    let withheldA = 0;
+    // The first chunk of input A (lines < 1000) is never acknowledged; everything else is.
+    r.onChunk = (_i, _n, entries) => {
+      const first = Number(/^line (\d+) /.exec(String(entries[0]?.record.message))?.[1]);
+      if (first < 1000 && withheldA++ === 0) return "withhold";
+      return "ack";
+    };
+    const s = buffered(r.port, dir, {}, { ackTimeoutMs: 400 });
+    await s.write(batchOf(0, 50, { inputId: "A" }));
+    await s.write(batchOf(1000, 1050, { inputId: "B" }));
+    await r.waitForStored(50); // B's chunk is stored and acked; A's is pending and will time out
+    // More lines of B right behind B's accepted entry: the retry must send them, and not B's first ones again.
+    await s.write(batchOf(1050, 1100, { inputId: "B" }));
+    await s.write(batchOf(50, 100, { inputId: "A" }));
+    expect(await s.drain(20_000)).toBe(true);
+    expect(withheldA).toBeGreaterThan(1);
+    const all = got(r);
+    expect(
+      exactlyOnce(
+        all.filter((i) => i < 1000),
+        100,
+      ),
+    ).toEqual({ missing: [], duplicated: [] });
+    expect(
+      exactlyOnce(
+        all.filter((i) => i >= 1000).map((i) => i - 1000),
+        100,
+      ),
+    ).toEqual({ missing: [], duplicated: [] });
+  });
+
   it("disk buffer at its bound: the writer blocks, nothing is dropped, it resumes when the receiver is back", async () => {
     const dir = tempDir();
     const port = await freePort();
