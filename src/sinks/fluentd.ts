@@ -379,6 +379,7 @@ export function createFluentdSink(spec: string, ctx: FluentdFactoryContext): Sin
   return new BufferedSink(inner, {
     dir: join(ctx.stateDir, "buffer", bufferDirName(inner.id)),
     maxBytes: b.bufferMaxBytes as number,
+    retryMaxMs: s.fluentdReconnectMax,
     ...(ctx.log ? { log: ctx.log } : {}),
   });
 }
