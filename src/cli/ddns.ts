@@ -31,9 +31,11 @@ AGENT_START_HOOKS.push(async (parts, mode) => {
     // Stop advertising the moment SIGTERM arrives, while the child still drains: new connections go to other
     // instances instead of one that is shutting down (exec forwards the signal to the child itself).
     const onTerm = () => {
+      // Decided now, not after deregistering (by then exec may have removed its own handler while exiting).
+      const handledElsewhere = process.listenerCount("SIGTERM") > 0;
       void stop().then(() => {
-        // Nobody else handles SIGTERM yet (it came before the child started): keep its default meaning.
-        if (process.listenerCount("SIGTERM") === 0) process.exit(143);
+        // Nobody else handled SIGTERM (it came before the child started): keep its default meaning.
+        if (!handledElsewhere) process.exit(143);
       });
     };
     process.once("SIGTERM", onTerm);
