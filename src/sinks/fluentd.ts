@@ -17,7 +17,7 @@ import { parseHostPort } from "../config/units.js";
 import { ERR_INVALID_SETTING, ERR_SINK, errorMessage } from "../core/errors.js";
 import type { LineBatch, LogLine } from "../core/record.js";
 import type { Logger } from "../observe/logger.js";
-import { silentLogger } from "../observe/logger.js";
+import { createLogger, silentLogger } from "../observe/logger.js";
 import { registry } from "../observe/metrics.js";
 import { type StructuredOptions, streamIdentity, toStructured } from "../transforms/tag.js";
 import { BufferedSink, bufferDirName } from "./buffer.js";
@@ -327,6 +327,9 @@ export interface FluentdFactoryContext {
 export function createFluentdSink(spec: string, ctx: FluentdFactoryContext): Sink {
   const env = ctx.env ?? process.env;
   const { host, port, settings: s } = parseFluentdSpec(spec, ctx.settings, env);
+  // The agent's own log level (the sink factory gets settings, not the logger).
+  const level = ctx.settings.logLevel;
+  const log = ctx.log ?? (typeof level === "string" ? createLogger(level) : undefined);
   const tls: ConnectionOptions | undefined =
     s.fluentdTls || s.fluentdCa || s.fluentdCert
       ? {
@@ -369,7 +372,7 @@ export function createFluentdSink(spec: string, ctx: FluentdFactoryContext): Sin
           },
         }
       : {}),
-    ...(ctx.log ? { log: ctx.log } : {}),
+    ...(log ? { log } : {}),
   });
   const bufferFlags: Record<string, unknown> = {};
   for (const def of BUFFER_SETTINGS)
@@ -380,6 +383,6 @@ export function createFluentdSink(spec: string, ctx: FluentdFactoryContext): Sin
     dir: join(ctx.stateDir, "buffer", bufferDirName(inner.id)),
     maxBytes: b.bufferMaxBytes as number,
     retryMaxMs: s.fluentdReconnectMax,
-    ...(ctx.log ? { log: ctx.log } : {}),
+    ...(log ? { log } : {}),
   });
 }
