@@ -12,6 +12,7 @@ import {
   startAgentCore,
   startObserve,
 } from "./agent-common.js";
+import { agentLedger } from "./elasticsearch-wiring.js";
 
 /** How long SIGTERM may take: read what is there, hand it to the sinks, checkpoint, exit. */
 export const STOP_DEADLINE_MS = 4500;
@@ -54,6 +55,7 @@ async function runAgent(
           cuidVersion: config.cuidVersion,
           maxLineBytes: config.maxLineBytes,
           log,
+          ...(agentLedger ? { ledger: agentLedger } : {}),
         })
       : undefined;
   const tailer = new Tailer({

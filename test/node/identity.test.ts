@@ -7,6 +7,7 @@ import { silentLogger } from "../../src/observe/logger.js";
 import { ContainerCuidStore } from "../../src/sources/node/cuids.js";
 import { NodeMode } from "../../src/sources/node/node-mode.js";
 import { instanceKey, parseDockerLogPath, parsePodLogPath } from "../../src/sources/node/paths.js";
+import { CuidLedger, readLedger } from "../../src/store/ledger.js";
 
 const UID = "0b6e3f2a-1111-2222-3333-444455556666";
 const dirs: string[] = [];
@@ -160,5 +161,59 @@ describe("NodeMode stream identity", () => {
     expect(nm.sweep(t0 + 1000)).toBe(1);
     expect(nm.cuids.size).toBe(0);
     void nm.stop();
+  });
+});
+
+describe("NodeMode and the CUID ledger", () => {
+  it("records each container instance's start with its pod fields, and its stop at restart or deletion", async () => {
+    const root = tmp();
+    const logs = join(root, "pods");
+    const state = join(root, "state");
+    const dir = join(logs, `shop_web-1_${UID}`, "app");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "0.log"), "");
+    const node = loadNodeConfig({ mode: "node", podLogDir: logs, nodeName: "node-a", forgetAfter: "1h" }, {});
+    const ledger = new CuidLedger(state);
+    const nm = new NodeMode({
+      node,
+      stateDir: state,
+      cuidVersion: 7,
+      maxLineBytes: 1 << 20,
+      log: silentLogger,
+      ledger,
+    });
+    await nm.start(); // the log already on the node gets its CUID (and ledger start) here
+    const first = nm.cuids.get(`pod/${UID}/app/0`)!.cuid;
+    expect(readLedger(state)).toEqual([
+      expect.objectContaining({
+        cuid: first,
+        svc: "app.shop.cluster.local",
+        namespace: "shop",
+        pod: "web-1",
+        pod_uid: UID,
+        container: "app",
+        restart: 0,
+        node: "node-a",
+      }),
+    ]);
+    expect(readLedger(state)[0]!.stopped_at).toBeUndefined();
+    // the container restarts: 1.log appears, the old instance is stopped
+    writeFileSync(join(dir, "1.log"), "");
+    const rel = `shop_web-1_${UID}/app/1.log`;
+    const s1 = nm.streamFor({ key: `file:0:${rel}`, path: join(logs, rel), relPath: rel, channel: "file" });
+    let entries = readLedger(state);
+    expect(
+      entries.map((e) => [e.cuid, (e as unknown as { restart: number }).restart, e.stopped_at !== undefined]),
+    ).toEqual([
+      [first, 0, true],
+      [s1.cuid, 1, false],
+    ]);
+    // the pod is deleted: its log is gone at the next sweep
+    rmSync(join(logs, `shop_web-1_${UID}`), { recursive: true });
+    nm.sweep();
+    entries = readLedger(state);
+    expect(entries.every((e) => e.stopped_at !== undefined)).toBe(true);
+    await nm.stop();
+    await ledger.close();
   });
 });

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { type LedgerEntry, readLedger } from "../../src/store/ledger.js";
 import { type AgentProcess, removeDir, startCli, stopAgent, tempDir } from "../helpers/agent.js";
 import { PodLogTree } from "./pod-logs.js";
 
@@ -171,5 +172,22 @@ describe("node mode over 500 pods (real agent process)", () => {
     expect(lost.slice(0, 5)).toEqual([]);
     expect(dup.slice(0, 5)).toEqual([]);
     expect(recs.length).toBe(tree.written.length);
+
+    // The CUID ledger has one entry per container instance, with its pod fields; restarted (old) instances
+    // and deleted pods' instances are stopped.
+    const ledger = new Map(
+      readLedger(state).map((e) => [e.cuid, e as LedgerEntry & Record<string, unknown>]),
+    );
+    for (const k of keys) {
+      const [, uid, container, restart] = k.split("/");
+      expect(ledger.get(cuids.get(k)!)).toMatchObject({
+        pod_uid: uid,
+        container,
+        restart: Number(restart),
+        node: "node-a",
+      });
+    }
+    for (const p of tree.pods.slice(0, 50))
+      expect(ledger.get(cuids.get(`pod/${p.uid}/app/0`)!)?.stopped_at, "restarted").toBeDefined();
   }, 120_000);
 });

@@ -25,6 +25,14 @@ export interface NodeModeOptions {
   log: Logger;
   /** Called once per new container instance (the CUID ledger entry). */
   onInstance?: (entry: ContainerCuid) => void;
+  /**
+   * The CUID ledger (src/store/ledger.ts): a start per container instance (namespace, pod, pod_uid, container,
+   * restart, node), a stop when a newer restart of the container appears or its log is gone.
+   */
+  ledger?: {
+    recordStart(entry: { cuid: string; svc: string; started_at?: string } & Record<string, unknown>): void;
+    recordStop(cuid: string): void;
+  };
 }
 
 type Fields = Record<string, string | number>;
@@ -111,8 +119,40 @@ export class NodeMode {
     const created = this.cuids.createMany(found);
     for (const e of created) {
       this.opts.log.info({ cuid: e.cuid, ...withoutKey(e) }, "new container instance");
-      this.opts.onInstance?.(e);
+      this.instanceStarted(e);
     }
+  }
+
+  private svcOf(e: ContainerCuid): string {
+    return e.pod_uid !== undefined
+      ? `${e.container}.${e.namespace}.${this.opts.node.clusterDomain}`
+      : (e.container ?? e.container_id?.slice(0, 12) ?? "docker");
+  }
+
+  private readonly stopped = new Set<string>();
+
+  private instanceStarted(e: ContainerCuid): void {
+    this.opts.onInstance?.(e);
+    const ledger = this.opts.ledger;
+    if (!ledger) return;
+    ledger.recordStart({
+      cuid: e.cuid,
+      svc: this.svcOf(e),
+      started_at: e.created_at,
+      ...withoutKey(e),
+      ...(this.opts.node.nodeName ? { node: this.opts.node.nodeName } : {}),
+    });
+    // A newer restart of the same container means the previous instances have stopped.
+    if (e.pod_uid !== undefined && e.restart !== undefined)
+      for (const old of this.cuids.all())
+        if (old.pod_uid === e.pod_uid && old.container === e.container && (old.restart ?? 0) < e.restart)
+          this.instanceStopped(old);
+  }
+
+  private instanceStopped(e: ContainerCuid): void {
+    if (this.stopped.has(e.key)) return;
+    this.stopped.add(e.key);
+    this.opts.ledger?.recordStop(e.cuid);
   }
 
   async stop(): Promise<void> {
@@ -150,7 +190,7 @@ export class NodeMode {
     if (this.opts.node.nodeName) fields.node = this.opts.node.nodeName;
     if (created) {
       this.opts.log.info({ cuid: entry.cuid, ...fields, path: info.path }, "new container instance");
-      this.opts.onInstance?.(entry);
+      this.instanceStarted(entry);
     }
     return { ...info, cuid: entry.cuid, svc, fields };
   };
@@ -195,11 +235,13 @@ export class NodeMode {
         this.missingSince.delete(e.key);
         continue;
       }
+      this.instanceStopped(e);
       const since = this.missingSince.get(e.key) ?? now;
       this.missingSince.set(e.key, since);
       if (now - since >= forgetAfter) {
         this.cuids.forget(e.key);
         this.missingSince.delete(e.key);
+        this.stopped.delete(e.key);
         if (e.pod_uid) this.fieldsByPod.delete(e.pod_uid);
         forgotten++;
       }
@@ -208,7 +250,7 @@ export class NodeMode {
   }
 }
 
-function withoutKey(e: ContainerCuid): Record<string, unknown> {
+function withoutKey(e: ContainerCuid): Record<string, string | number> {
   const { key: _k, cuid: _c, version: _v, created_at: _t, ...rest } = e;
   return rest;
 }
