@@ -199,6 +199,32 @@ describe("fluentd sink (forward protocol with acks)", () => {
       expect(r.stored).toHaveLength(4);
     });
 
+    it("shared key with user authentication: password from a file works, a wrong one is refused", async () => {
+      const r = await receiver({ sharedKey: "k3y", users: { agent: "pa55word" } });
+      const pw = join(pki.dir, "fluentd_password");
+      writeFileSync(pw, "pa55word\n");
+      const ctx = (env: NodeJS.ProcessEnv) => ({
+        structured: structured(),
+        stateDir: pki.dir,
+        settings: { buffer: false },
+        env,
+      });
+      const spec = `fluentd://127.0.0.1:${r.port}?username=agent&password-file=${pw}&connect-timeout=2s`;
+      const ok = createFluentdSink(spec, ctx({ IKONTAINER_FLUENTD_SHARED_KEY: "k3y" }));
+      open.push(ok);
+      await ok.write(batchOf(0, 2));
+      expect(r.stored).toHaveLength(2);
+      const bad = createFluentdSink(
+        spec.replace(/&password-file=[^&]+/, ""),
+        ctx({ IKONTAINER_FLUENTD_SHARED_KEY: "k3y", IKONTAINER_FLUENTD_PASSWORD: "nope-secret" }),
+      );
+      open.push(bad);
+      const err = (await bad.write(batchOf(2, 3)).catch((e: unknown) => e)) as Error;
+      expect(err.message).toMatch(/authentication failed/);
+      expect(err.message).not.toContain("nope-secret");
+      expect(r.stored).toHaveLength(2);
+    });
+
     it("a receiver certificate from another CA is refused", async () => {
       const other = makeTestPki();
       try {
