@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type LedgerEntry, readLedger } from "../../src/store/ledger.js";
@@ -190,4 +190,74 @@ describe("node mode over 500 pods (real agent process)", () => {
     for (const p of tree.pods.slice(0, 50))
       expect(ledger.get(cuids.get(`pod/${p.uid}/app/0`)!)?.stopped_at, "restarted").toBeDefined();
   }, 120_000);
+});
+
+describe("node mode over Docker json-file logs (real agent process)", () => {
+  it("gives each Docker container its own CUID, joins split entries, keeps streams and times", async () => {
+    const root = tempDir("ikon-docker-");
+    dirs.push(root);
+    const docker = join(root, "containers");
+    const ids = ["a".repeat(64), "b".repeat(64)];
+    const names = ["/web", "/db"];
+    const entry = (log: string, stream: string, time: string) => `${JSON.stringify({ log, stream, time })}\n`;
+    for (const [i, id] of ids.entries()) {
+      mkdirSync(join(docker, id), { recursive: true });
+      writeFileSync(join(docker, id, "config.v2.json"), JSON.stringify({ ID: id, Name: names[i] }));
+      writeFileSync(
+        join(docker, id, `${id}-json.log`),
+        entry(`hello from ${names[i]}\n`, "stdout", "2024-05-01T10:00:00.123456789Z") +
+          entry("split ", "stderr", "2024-05-01T10:00:01.000000001Z") +
+          entry(`line of ${names[i]}\n`, "stderr", "2024-05-01T10:00:01.000000002Z"),
+      );
+    }
+    const pods = join(root, "pods");
+    mkdirSync(pods);
+    const agent = startCli([
+      "run",
+      "--mode",
+      "node",
+      "--pod-log-dir",
+      pods,
+      "--docker-log-dir",
+      docker,
+      "--state-dir",
+      join(root, "state"),
+      "--output",
+      "stdout",
+      "--format",
+      "json",
+      "--poll-interval",
+      "200ms",
+    ]);
+    agents.push(agent);
+    const recs = () =>
+      agent
+        .stdout()
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const until = Date.now() + 20_000;
+    while (recs().length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    await agent.waitForLog("tailing");
+    expect((await stopAgent(agent)).code).toBe(0);
+    const got = recs().map((r) => [r.message, r.container, r.stream, r["@timestamp"], r.container_id]);
+    expect(got.sort()).toEqual(
+      [
+        ["hello from /db", "db", "stdout", "2024-05-01T10:00:00.123Z", ids[1]],
+        ["hello from /web", "web", "stdout", "2024-05-01T10:00:00.123Z", ids[0]],
+        ["split line of /db", "db", "stderr", "2024-05-01T10:00:01.000Z", ids[1]],
+        ["split line of /web", "web", "stderr", "2024-05-01T10:00:01.000Z", ids[0]],
+      ].sort(),
+    );
+    const cuidOf = (id: string) =>
+      new Set(
+        recs()
+          .filter((r) => r.container_id === id)
+          .map((r) => r.ikontainer_CUID),
+      );
+    expect(cuidOf(ids[0]!).size).toBe(1);
+    expect(cuidOf(ids[1]!).size).toBe(1);
+    expect([...cuidOf(ids[0]!)][0]).not.toBe([...cuidOf(ids[1]!)][0]);
+    expect(recs().find((r) => r.container === "web")?.svc).toBe("web");
+  });
 });
