@@ -9,7 +9,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 need=""
-for pair in knotd:knot kdig:knot-dnsutils dig:bind9-dnsutils nsupdate:bind9-dnsutils named:bind9 curl:curl ip:iproute2 inotifywait:inotify-tools uuidgen:uuid-runtime; do
+for pair in knotd:knot kdig:knot-dnsutils dig:bind9-dnsutils nsupdate:bind9-dnsutils named:bind9 curl:curl ip:iproute2 inotifywait:inotify-tools uuidgen:uuid-runtime openssl:openssl; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
