@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { ConnectionOptions } from "node:tls";
@@ -378,9 +378,18 @@ export function createFluentdSink(spec: string, ctx: FluentdFactoryContext): Sin
   for (const def of BUFFER_SETTINGS)
     if (ctx.settings[def.key] !== undefined) bufferFlags[def.key] = ctx.settings[def.key];
   const b = resolveSettings(BUFFER_SETTINGS, bufferFlags, env);
-  if (!b.buffer) return inner;
+  const dir = join(ctx.stateDir, "buffer", bufferDirName(inner.id));
+  if (!b.buffer) {
+    const left = existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(".seg")).length : 0;
+    if (left > 0)
+      log?.warn(
+        { sink: inner.id, dir },
+        "--no-buffer: lines queued by an earlier run stay in the buffer folder until it is used again",
+      );
+    return inner;
+  }
   return new BufferedSink(inner, {
-    dir: join(ctx.stateDir, "buffer", bufferDirName(inner.id)),
+    dir,
     maxBytes: b.bufferMaxBytes as number,
     retryMaxMs: s.fluentdReconnectMax,
     ...(log ? { log } : {}),
