@@ -158,7 +158,13 @@ export class FluentdSink implements Sink {
 
   /** Drops the connection and everything the client still holds (a fresh one is made on the next write). */
   private recycle(client: FluentClient): void {
-    if (this.client === client) this.client = undefined;
+    if (this.client === client) {
+      this.client = undefined;
+      this.log.debug(
+        { sink: this.id, err: this.lastSocketError?.message },
+        "fluentd: dropping the connection",
+      );
+    }
     void Promise.race([client.shutdown(), sleep(2000)]).catch(() => {});
   }
 
