@@ -43,6 +43,7 @@ export class FileReader {
   fp: string | undefined;
   fpLen = 0;
   knownSize = 0;
+  onTruncate: (() => void) | undefined;
 
   constructor(
     readonly inputId: string,
@@ -106,7 +107,16 @@ export class FileReader {
         const want = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.knownSize - this.readPos + MIN_CHUNK));
         const buf = Buffer.allocUnsafe(want);
         const { bytesRead } = await this.fh.read(buf, 0, want, this.readPos);
-        if (bytesRead === 0) break;
+        if (bytesRead === 0) {
+          // At the end: did the file shrink below what we read (copytruncate)? fstat after a 0-byte read is
+          // exact for this descriptor; a stat taken before our last read is not.
+          const { size } = await this.fh.stat();
+          if (size < this.readPos) {
+            this.truncatePending = true;
+            continue;
+          }
+          break;
+        }
         this.readPos += bytesRead;
         if (this.readPos > this.knownSize) this.knownSize = this.readPos;
         this.lastGrowth = Date.now();
@@ -145,6 +155,7 @@ export class FileReader {
 
   private async restartAtZero(): Promise<void> {
     this.truncatePending = false;
+    this.onTruncate?.();
     await this.flushPending();
     this.splitter.reset(0);
     this.readPos = 0;

@@ -267,11 +267,8 @@ export class Tailer {
     }
     if (r.stream.path !== path) return; // the same file under a second name (rename rotation, hard link): read once
     r.knownSize = st.size;
-    if (st.size < r.position) {
-      metrics.rotations.inc({ kind: "truncate" });
-      this.opts.log.info({ path }, "file shrank (copytruncate): reading it again from the start");
-      await r.truncated();
-    }
+    // A size below what was read may be a stale stat (the reader went on meanwhile); the reader itself decides
+    // truncation from fstat right after a read hit the end.
     this.kick(r);
   }
 
@@ -343,15 +340,18 @@ export class Tailer {
       this.opts.decoderFor?.(info),
     );
     r.knownSize = st.size;
-    if (offset > 0 && st.size >= FINGERPRINT_BYTES) await r.updateFingerprint();
-    else if (offset > 0) await r.updateFingerprint();
+    r.onTruncate = () => {
+      metrics.rotations.inc({ kind: "truncate" });
+      this.opts.log.info(
+        { path: r.stream.path },
+        "file shrank (copytruncate): reading it again from the start",
+      );
+    };
+    if (offset > 0) await r.updateFingerprint();
     this.byInode.set(id, r);
     this.byPath.set(path, r);
     metrics.filesWatched.set(this.byInode.size);
-    if (offset > st.size) {
-      metrics.rotations.inc({ kind: "truncate" });
-      await r.truncated();
-    }
+    if (offset > st.size) await r.truncated();
     return r;
   }
 
