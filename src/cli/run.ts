@@ -44,6 +44,16 @@ async function runAgent(
   settings: Record<string, unknown>,
   node: NodeConfig,
 ): Promise<void> {
+  // Signals that arrive while starting are held and acted on once everything started can be stopped cleanly
+  // (DNS deregistration, ledger stop, checkpoint) instead of killing the process half-way.
+  let early: string | undefined;
+  let onSignal: ((signal: string) => void) | undefined;
+  for (const sig of ["SIGTERM", "SIGINT"] as const)
+    process.once(sig, () => {
+      if (onSignal) onSignal(sig);
+      else early ??= sig;
+    });
+
   const parts = await startAgentCore(config, settings, { checkpoints: true, mode: "run" });
   const { pipeline, checkpoints, log } = parts;
   // Node mode: kubelet's pod logs, a CUID per container instance, CRI / Docker decoding (src/sources/node).
@@ -114,8 +124,8 @@ async function runAgent(
         resolve();
       })();
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    onSignal = stop;
+    if (early) stop(early);
   });
   log.info("stopped");
 }
