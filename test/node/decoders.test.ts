@@ -31,6 +31,11 @@ describe("RFC 3339 timestamps with nanoseconds", () => {
     expect(parseRfc3339("2016-10-06T00:17:09.000000001+01:00")).toBe(Date.UTC(2016, 9, 5, 23, 17, 9, 0));
     expect(parseRfc3339("2016-10-06T00:17:09.01Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 10));
     expect(parseRfc3339("2016-10-06 00:17:09Z")).toBeUndefined();
+    // the fast path (same second as the last, containerd's exact shape) checks its digits too
+    expect(parseRfc3339("2016-10-06T00:17:09.250000000Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 250));
+    expect(parseRfc3339("2016-10-06T00:17:09.999999999Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 9, 999));
+    expect(parseRfc3339("2016-10-06T00:17:09.12x456789Z")).toBeUndefined();
+    expect(parseRfc3339("2016-10-06T00:17:10.000000001Z")).toBe(Date.UTC(2016, 9, 6, 0, 17, 10, 0));
     expect(parseRfc3339("2016-10-06T00:17:09.1234567890Z")).toBeUndefined();
   });
 });
