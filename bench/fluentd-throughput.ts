@@ -196,7 +196,12 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     lines: N,
     line_bytes_avg: Math.round(batches[batches.length - 1]!.endOffset / N),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      node: process.version,
+      loadavg_at_end: os.loadavg(),
+    },
     results,
     direct_vs_reference: Number(
       ((results.direct as { lines_per_s: number }).lines_per_s / ref.lines_per_s).toFixed(3),
