@@ -32,7 +32,11 @@ export function registerRun(program: Command): void {
     async (flags: Record<string, unknown>) => {
       const defs = [...AGENT_SETTINGS, ...TAIL_SETTINGS, ...EXTRA_AGENT_SETTINGS, ...NODE_SETTINGS];
       const node = loadNodeConfig(flags, process.env, defs);
-      const config = loadAgentConfig(flags, { tail: true, node: node.mode === "node" });
+      const config = loadAgentConfig(flags, {
+        tail: true,
+        node: node.mode === "node",
+        extraDefs: [...EXTRA_AGENT_SETTINGS, ...NODE_SETTINGS],
+      });
       const settings = resolveSettings(defs, flags);
       await runAgent(config, settings, node);
     },

@@ -178,10 +178,15 @@ export function loadAgentConfig(
     env?: NodeJS.ProcessEnv;
     /** Node mode (src/config/node.ts): no --watch needed, svc is per container. */
     node?: boolean;
+    /** The command's other settings (sinks, DNS, node mode), so their keys in a --config file are known. */
+    extraDefs?: readonly SettingDef[];
   },
 ): AgentConfig {
   const env = opts.env ?? process.env;
-  const defs = opts.tail ? [...AGENT_SETTINGS, ...TAIL_SETTINGS] : AGENT_SETTINGS;
+  const defs = [
+    ...(opts.tail ? [...AGENT_SETTINGS, ...TAIL_SETTINGS] : AGENT_SETTINGS),
+    ...(opts.extraDefs ?? []),
+  ];
   const s = resolveSettings(defs, flags, env);
   const svc = (s.svc as string | undefined) ?? svcFromEnv(env) ?? (opts.node ? "ikontainer-node" : undefined);
   if (!svc)

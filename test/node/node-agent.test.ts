@@ -261,3 +261,32 @@ describe("node mode over Docker json-file logs (real agent process)", () => {
     expect(recs().find((r) => r.container === "web")?.svc).toBe("web");
   });
 });
+
+describe("node mode from a YAML --config file", () => {
+  it("accepts the node settings in the config file", async () => {
+    const root = tempDir("ikon-nodecfg-");
+    dirs.push(root);
+    const uid = "0b6e3f2a-1111-2222-3333-444455556666";
+    const dir = join(root, "pods", `shop_web-1_${uid}`, "app");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "0.log"), "2024-05-01T10:00:00.000000001Z stdout F from a config file\n");
+    writeFileSync(
+      join(root, "ikontainer.yaml"),
+      `mode: node\npod-log-dir: ${join(root, "pods")}\nstate-dir: ${join(root, "state")}\noutput: [stdout]\nformat: json\nnode-name: node-a\n`,
+    );
+    const agent = startCli(["run", "--config", join(root, "ikontainer.yaml")]);
+    agents.push(agent);
+    await agent.waitForLog("tailing");
+    const until = Date.now() + 10_000;
+    while (!agent.stdout().includes("from a config file") && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 50));
+    expect((await stopAgent(agent)).code).toBe(0);
+    const rec = JSON.parse(agent.stdout().trim().split("\n")[0]!) as Record<string, unknown>;
+    expect(rec).toMatchObject({
+      message: "from a config file",
+      pod_uid: uid,
+      node: "node-a",
+      svc: "app.shop.cluster.local",
+    });
+  });
+});
