@@ -97,6 +97,26 @@ describe("per-container-instance CUIDs", () => {
     for (const l of lines) expect(JSON.parse(l).forgotten_at).toBeUndefined();
   });
 
+  it("rewrites the file while running when most of it is forgotten (pod churn)", () => {
+    const state = tmp();
+    const s1 = new ContainerCuidStore(state, 7);
+    const made = new Map<string, string>();
+    for (let i = 0; i < 1200; i++) {
+      const uid = `${String(i).padStart(8, "0")}-1111-2222-3333-444455556666`;
+      made.set(instanceKey(p(0, "app", uid)), s1.cuidFor(p(0, "app", uid)).entry.cuid);
+    }
+    const keys = [...made.keys()];
+    for (const k of keys.slice(50)) s1.forget(k);
+    const lines = readFileSync(join(state, "node-cuids.jsonl"), "utf8").trim().split("\n").length;
+    expect(lines).toBeLessThan(1000); // 2,350 without the rewrite
+    s1.close();
+    const s2 = new ContainerCuidStore(state, 7);
+    expect(s2.size).toBe(50);
+    for (const k of keys.slice(0, 50)) expect(s2.get(k)?.cuid).toBe(made.get(k));
+    for (const k of keys.slice(50)) expect(s2.get(k)).toBeUndefined();
+    s2.close();
+  });
+
   it("survives a torn last line (crash mid-append)", () => {
     const state = tmp();
     const s1 = new ContainerCuidStore(state, 7);

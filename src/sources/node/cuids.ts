@@ -66,8 +66,16 @@ export class ContainerCuidStore {
       else if (typeof rec.cuid === "string" && typeof rec.key === "string") this.entries.set(rec.key, rec);
     }
     if (lines > this.entries.size) this.compact();
+    this.lines = this.entries.size;
+    this.fd = this.openAppend();
+  }
+
+  /** Lines in the file (entries, tombstones): the file is rewritten when most of them are dead. */
+  private lines: number;
+
+  private openAppend(): number {
     try {
-      this.fd = openSync(this.path, "a");
+      return openSync(this.path, "a");
     } catch (e) {
       throw ERR_STATE_DIR(`cannot write ${this.path}: ${(e as Error).message}`, e);
     }
@@ -134,6 +142,13 @@ export class ContainerCuidStore {
   forget(key: string): void {
     if (!this.entries.delete(key)) return;
     this.append({ key, forgotten_at: new Date().toISOString() });
+    // A node with pod churn would grow the file forever between restarts: rewrite it when mostly dead.
+    if (this.lines > 1000 && this.lines > 4 * this.entries.size) {
+      closeSync(this.fd);
+      this.compact();
+      this.lines = this.entries.size;
+      this.fd = this.openAppend();
+    }
   }
 
   close(): void {
@@ -148,6 +163,7 @@ export class ContainerCuidStore {
     try {
       writeSync(this.fd, recs.map((r) => `${JSON.stringify(r)}\n`).join(""));
       fsyncSync(this.fd);
+      this.lines += recs.length;
     } catch (e) {
       throw ERR_STATE_DIR(`cannot write ${this.path}: ${(e as Error).message}`, e);
     }
