@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import * as crypto from "node:crypto";
 import { mkdir, open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Client, errors as esErrors } from "@elastic/elasticsearch";
@@ -61,6 +61,9 @@ const esMetrics = {
   }),
 };
 
+// crypto.hash (Node >= 20.12) is about twice as fast as createHash for one short input
+const oneShotHash = (crypto as { hash?: (alg: string, data: Buffer, enc: "base64url") => string }).hash;
+
 /** The `_id` of a line: CUID, stream, input identity, byte offset, piece, and a digest of the bytes. */
 export function documentId(
   cuid: string,
@@ -71,12 +74,9 @@ export function documentId(
   run = "",
 ): string {
   // The content digest keeps a new file that reuses an inode number from colliding with an old one.
-  return createHash("sha1")
-    .update(
-      `${cuid}\u0000${batch.stream.key}\u0000${batch.inputId}${run}\u0000${offset}\u0000${part ?? 0}\u0000`,
-    )
-    .update(bytes)
-    .digest("base64url");
+  const head = `${cuid}\u0000${batch.stream.key}\u0000${batch.inputId}${run}\u0000${offset}\u0000${part ?? 0}\u0000`;
+  if (oneShotHash) return oneShotHash("sha1", Buffer.concat([Buffer.from(head), bytes]), "base64url");
+  return crypto.createHash("sha1").update(head).update(bytes).digest("base64url");
 }
 
 interface Job {
@@ -122,7 +122,7 @@ export class ElasticsearchSink implements Sink {
   private templateInstalling: Promise<void> | undefined;
   private closed = false;
   private readonly jobs = new Set<Job>();
-  private readonly runNonce = randomBytes(8).toString("hex");
+  private readonly runNonce = crypto.randomBytes(8).toString("hex");
 
   constructor(private readonly opts: ElasticsearchSinkOptions) {
     this.id = `elasticsearch:${redactUrl(opts.connection.node)}`;
