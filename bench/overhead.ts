@@ -33,6 +33,7 @@ import { parseDuration } from "../src/config/units.js";
 import {
   freePort,
   type RunningApp,
+  runningServices,
   SERVICES,
   type Service,
   startApp,
@@ -41,6 +42,7 @@ import {
 } from "./app/launch.js";
 import { AgentMeter } from "./app/proc.js";
 import { account, countLine, type LineAccount, newTally, type Tally, tallyDir } from "./app/tally.js";
+import { exactSummary, locustStatsCsv, runLoad } from "./loadgen.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** Repo root, both from bench/ (sources) and bench/.work/dist/bench/ (compiled). */
@@ -452,8 +454,14 @@ async function runLocust(url: string, rate: number, opts: Options, dir: string):
   return JSON.parse(readFileSync(exact, "utf8")) as LoadSummary;
 }
 
+/** Our loadgen in its own process (as users run it); in this process when run from sources (tests). */
 async function runLoadgen(url: string, rate: number, opts: Options, dir: string): Promise<LoadSummary> {
   const prefix = join(dir, "loadgen");
+  if (!existsSync(LOADGEN_JS)) {
+    const result = await runLoad({ host: url, users: rate, durationMs: opts.durationMs });
+    writeFileSync(`${prefix}_stats.csv`, locustStatsCsv(result));
+    return exactSummary(result, opts.warmupMs);
+  }
   const p = spawn(
     process.execPath,
     [
@@ -531,7 +539,6 @@ async function runTrial(
       outputRoot: join(dir, "procs"),
       ...(cond === "exec" ? { wrap: execWrap(ctx) } : {}),
     });
-    for (const p of Object.values(app.procs)) liveApps.add(p);
     agents = await startAgents(cond, ctx, app);
     meter = new AgentMeter(
       agents.roots.map((p) => p.pid!),
@@ -598,7 +605,6 @@ async function runTrial(
     meter?.stop();
     await agents?.stop();
     await app?.stop();
-    for (const p of Object.values(app?.procs ?? {})) liveApps.delete(p);
     if (cond === "elasticsearch") await ctx.es?.drop(ctx.esPrefix);
     if (!opts.keep && !result.error) rmSync(dir, { recursive: true, force: true });
   }
@@ -706,6 +712,8 @@ interface Row {
   requests: number;
   agentCpuSeconds: number | null;
   agentCpuPercentOfOneCore: number | null;
+  /** Agent CPU per line written (µs), median over repetitions: the cost that does not depend on the noise. */
+  agentCpuMicrosPerLine: number | null;
   peakRssMiB: number | null;
   written: number;
   tagged: number;
@@ -759,6 +767,11 @@ function summarize(trials: TrialResult[], opts: Options): Row[] {
         requests: ok.reduce((a, t) => a + t.load!.count, 0),
         agentCpuSeconds: cpu,
         agentCpuPercentOfOneCore: cpu === null ? null : round((100 * cpu) / seconds, 1),
+        agentCpuMicrosPerLine: median(
+          ok
+            .filter((t) => t.agent && t.lines?.written)
+            .map((t) => round((1e6 * t.agent!.cpuSecondsUnderLoad) / t.lines!.written, 1)),
+        ),
         peakRssMiB: median(ok.filter((t) => t.agent).map((t) => t.agent!.peakRssMiB)),
         written: ok.reduce((a, t) => a + (t.lines?.written ?? 0), 0),
         tagged: ok.reduce((a, t) => a + (t.lines?.tagged ?? 0), 0),
@@ -783,8 +796,8 @@ const pct = (x: number | null) => (x === null ? "-" : `${x >= 0 ? "+" : ""}${(10
 
 function markdownTable(rows: Row[], notMeasured: Record<string, string>): string {
   const lines = [
-    "| rate | condition | p50 ms | p95 ms | p99 ms | req/s | failures | Δp50 | Δp99 | agent CPU s (% of a core) | agent peak RSS MiB | lines written | tagged | lost | duplicated | paper |",
-    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| rate | condition | p50 ms | p95 ms | p99 ms | req/s | failures | Δp50 | Δp99 | agent CPU s (% of a core) | agent CPU µs/line | agent peak RSS MiB | lines written | tagged | lost | duplicated | paper |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   ];
   for (const r of rows) {
     const paper = PAPER[r.rate as 100 | 500];
@@ -793,24 +806,28 @@ function markdownTable(rows: Row[], notMeasured: Record<string, string>): string
       `| ${r.rate} | ${r.label} | ${fmt(r.p50)} | ${fmt(r.p95)} | ${fmt(r.p99)} | ${fmt(r.rps, 1)} | ${r.failures} | ` +
         `${isAgent ? pct(r.overheadP50) : ""} | ${isAgent ? pct(r.overheadP99) : ""} | ` +
         `${r.agentCpuSeconds === null ? "" : `${fmt(r.agentCpuSeconds)} (${r.agentCpuPercentOfOneCore}%)`} | ` +
+        `${r.agentCpuMicrosPerLine === null ? "" : fmt(r.agentCpuMicrosPerLine, 0)} | ` +
         `${r.peakRssMiB === null ? "" : fmt(r.peakRssMiB, 1)} | ${r.written} | ${isAgent ? r.tagged : ""} | ` +
         `${isAgent ? r.lost : ""} | ${isAgent ? r.duplicates : ""} | ` +
         `${paper && (r.condition === "paper" || r.condition === "none") ? (r.condition === "none" ? `${paper.p50Without} ms` : `${paper.p50With} ms (${pct(paper.overhead)})`) : ""} |`,
     );
   }
   for (const [c, why] of Object.entries(notMeasured)) {
-    lines.push(`| all | ${LABELS[c as Condition]} | not measured: ${why} |||||||||||||||`);
+    lines.push(`| all | ${LABELS[c as Condition]} | not measured: ${why} ||||||||||||||||`);
   }
   return lines.join("\n");
 }
 
-/** Grouped bars: per rate a panel, per condition p50/p95/p99. Plain SVG, no dependencies. */
+/**
+ * Grouped bars: per rate a panel, per condition p50/p95/p99, on a log scale (a saturated condition's seconds and
+ * a quiet one's milliseconds must both be readable). Plain SVG, no dependencies.
+ */
 function chartSvg(rows: Row[], title: string): string {
   const rates = [...new Set(rows.map((r) => r.rate))];
-  const panelW = 520;
+  const panelW = 560;
   const panelH = 300;
   const W = panelW * rates.length + 40;
-  const H = panelH + 150;
+  const H = panelH + 170;
   const colors = { p50: "#4c78a8", p95: "#f58518", p99: "#e45756" };
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const out: string[] = [
@@ -820,36 +837,41 @@ function chartSvg(rows: Row[], title: string): string {
   ];
   rates.forEach((rate, i) => {
     const rs = rows.filter((r) => r.rate === rate && r.p99 !== null);
-    const x0 = 60 + i * panelW;
+    const x0 = 70 + i * panelW;
     const y0 = 50;
     const h = panelH - 40;
-    const w = panelW - 70;
-    const maxV = Math.max(1, ...rs.map((r) => r.p99 ?? 0));
-    const step = niceStep(maxV);
-    const top = Math.ceil(maxV / step) * step;
+    const w = panelW - 80;
+    const vals = rs.flatMap((r) => [r.p50 ?? 1, r.p99 ?? 1]);
+    const lo = 10 ** Math.floor(Math.log10(Math.max(0.1, Math.min(1, ...vals))));
+    const hi = 10 ** Math.ceil(Math.log10(Math.max(10, ...vals)));
+    const yOf = (v: number) =>
+      y0 + h - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / Math.log10(hi / lo)) * h;
     out.push(
       `<text x="${x0 + w / 2}" y="${y0 - 8}" text-anchor="middle" font-size="13">${rate} requests/s</text>`,
     );
-    for (let v = 0; v <= top + 1e-9; v += step) {
-      const y = y0 + h - (v / top) * h;
+    for (let v = lo; v <= hi * 1.0001; v *= 10) {
+      const y = yOf(v);
       out.push(`<line x1="${x0}" x2="${x0 + w}" y1="${y}" y2="${y}" stroke="#ddd"/>`);
-      out.push(`<text x="${x0 - 6}" y="${y + 4}" text-anchor="end">${round(v, 2)}</text>`);
+      out.push(`<text x="${x0 - 6}" y="${y + 4}" text-anchor="end">${v >= 1 ? v : v.toFixed(1)}</text>`);
     }
     out.push(
-      `<text transform="translate(${x0 - 42},${y0 + h / 2}) rotate(-90)" text-anchor="middle">response time, ms</text>`,
+      `<text transform="translate(${x0 - 46},${y0 + h / 2}) rotate(-90)" text-anchor="middle">response time, ms (log)</text>`,
     );
     const gw = w / Math.max(1, rs.length);
     rs.forEach((r, j) => {
       const bw = (gw - 14) / 3;
       (["p50", "p95", "p99"] as const).forEach((k, n) => {
         const v = r[k] ?? 0;
-        const bh = (v / top) * h;
+        const y = yOf(v);
         const x = x0 + j * gw + 7 + n * bw;
         out.push(
-          `<rect x="${x.toFixed(1)}" y="${(y0 + h - bh).toFixed(1)}" width="${bw.toFixed(1)}" height="${bh.toFixed(1)}" fill="${colors[k]}"><title>${esc(`${r.label} ${k}: ${fmt(v)} ms`)}</title></rect>`,
+          `<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${bw.toFixed(1)}" height="${(y0 + h - y).toFixed(1)}" fill="${colors[k]}"><title>${esc(`${r.label} ${k}: ${fmt(v)} ms`)}</title></rect>`,
         );
       });
       const cx = x0 + j * gw + gw / 2;
+      out.push(
+        `<text x="${cx.toFixed(1)}" y="${(yOf(r.p99 ?? lo) - 4).toFixed(1)}" text-anchor="middle" font-size="9">${fmt(r.p50, 1)}</text>`,
+      );
       out.push(
         `<text transform="translate(${cx},${y0 + h + 10}) rotate(35)" text-anchor="start">${esc(r.label)}</text>`,
       );
@@ -857,18 +879,12 @@ function chartSvg(rows: Row[], title: string): string {
     out.push(`<line x1="${x0}" x2="${x0 + w}" y1="${y0 + h}" y2="${y0 + h}" stroke="#333"/>`);
   });
   (["p50", "p95", "p99"] as const).forEach((k, n) => {
-    out.push(`<rect x="${60 + n * 70}" y="${H - 22}" width="12" height="12" fill="${colors[k]}"/>`);
-    out.push(`<text x="${76 + n * 70}" y="${H - 12}">${k}</text>`);
+    out.push(`<rect x="${70 + n * 70}" y="${H - 22}" width="12" height="12" fill="${colors[k]}"/>`);
+    out.push(`<text x="${86 + n * 70}" y="${H - 12}">${k}</text>`);
   });
+  out.push(`<text x="${300}" y="${H - 12}">number above each group: p50 in ms</text>`);
   out.push("</svg>");
   return `${out.join("\n")}\n`;
-}
-
-function niceStep(max: number): number {
-  const raw = max / 5;
-  const p = 10 ** Math.floor(Math.log10(raw));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= raw) return m * p;
-  return 10 * p;
 }
 
 function machine(): Record<string, unknown> {
@@ -896,7 +912,6 @@ function machine(): Record<string, unknown> {
 // ---------------------------------------------------------------------------------------------- main
 
 let machineInfo: Record<string, unknown> = {};
-const liveApps = new Set<ChildProcess>();
 
 /** Copies dist/ so every trial runs the same agent build, and records which commit it was built from. */
 function snapshotAgent(workDir: string): Record<string, unknown> {
@@ -969,7 +984,8 @@ The paper's overhead experiment: a five-service app under constant load (Locust)
   --out DIR            results folder (default bench/results)
   --keep               keep every trial's logs and outputs under bench/.work/overhead/
   --seed N             order of conditions inside each block
-  --nice N             run the app, the agents and the load at this nice value (e.g. -5 on a shared machine)
+  --nice=N             run the app, the agents and the load at this nice value (e.g. -5 on a shared machine)
+  --render FILE.json   only re-write the .md and .svg of a finished run from its JSON
 `);
     process.exit(0);
   }
@@ -995,7 +1011,41 @@ The paper's overhead experiment: a five-service app under constant load (Locust)
   };
 }
 
+/** Re-writes the .md and .svg (and the summary rows) of a finished run from its JSON. */
+function render(file: string): string {
+  const j = JSON.parse(readFileSync(file, "utf8"));
+  const { loadavgDuringTrials: _drop, ...machineRest } = j.machine as Record<string, unknown>;
+  machineInfo = machineRest;
+  const opts: Options = {
+    ...parseOptions([]),
+    rates: j.protocol.rates,
+    reps: j.protocol.repetitions,
+    durationMs: j.protocol.durationSeconds * 1000,
+    warmupMs: j.protocol.warmupSeconds * 1000,
+    load: j.protocol.load,
+    seed: j.protocol.seed,
+  };
+  const base = resolve(file).replace(/\.json$/, "");
+  return writeResults(base, {
+    opts,
+    stamp: base.replace(/^.*overhead-/, ""),
+    started: j.started,
+    finished: j.finished,
+    trials: j.trials,
+    notMeasured: j.notMeasured,
+    done: j.complete,
+    total: j.trialsPlanned,
+    agent: j.agent,
+    csvDir: join(ROOT, j.csv),
+  });
+}
+
 export async function main(argv: string[]): Promise<string> {
+  const renderAt = argv.indexOf("--render");
+  if (renderAt >= 0) {
+    process.stdout.write(`${render(argv[renderAt + 1] ?? "")}\n`);
+    return argv[renderAt + 1] ?? "";
+  }
   const opts = parseOptions(argv);
   const notMeasured: Record<string, string> = {};
   const conditions = opts.conditions.filter((c) => {
@@ -1007,7 +1057,7 @@ export async function main(argv: string[]): Promise<string> {
     return !why;
   });
   const stamp = `${new Date().toISOString().slice(0, 16).replace(/:/g, "")}Z${opts.quick ? "-quick" : ""}`;
-  const workDir = join(ROOT, "bench/.work/overhead", stamp);
+  const workDir = join(ROOT, "bench/.work/overhead", `${stamp}-${process.pid}`);
   const csvDir = join(opts.out, `overhead-${stamp}`);
   mkdirSync(workDir, { recursive: true });
   mkdirSync(csvDir, { recursive: true });
@@ -1050,7 +1100,7 @@ export async function main(argv: string[]): Promise<string> {
         // gone
       }
     }
-    for (const p of liveApps) p.kill("SIGKILL");
+    for (const p of runningServices) p.kill("SIGKILL");
     shared.es?.stop();
     process.exit(130);
   };
@@ -1113,6 +1163,8 @@ interface WriteArgs {
   total: number;
   agent: Record<string, unknown>;
   csvDir: string;
+  /** Kept when re-rendering a finished run. */
+  finished?: string;
 }
 
 /** Writes <base>.json, .md and .svg from the trials so far; returns the markdown table. */
@@ -1138,7 +1190,7 @@ function writeResults(base: string, a: WriteArgs): string {
     trialsDone: trials.length,
     trialsPlanned: a.total,
     started: a.started,
-    finished: a.done ? new Date().toISOString() : undefined,
+    finished: a.finished ?? (a.done ? new Date().toISOString() : undefined),
     machine: { ...machineInfo, loadavgDuringTrials: { median: median(loads), max: Math.max(0, ...loads) } },
     agent: a.agent,
     protocol,
@@ -1155,7 +1207,11 @@ function writeResults(base: string, a: WriteArgs): string {
     `# Overhead benchmark ${stamp}${a.done ? "" : ` (PARTIAL: ${trials.length} of ${a.total} trials)`}\n\n` +
       `${protocol.fullProtocol ? "Full protocol" : "REDUCED protocol"}: ` +
       `${opts.rates.join(" and ")} req/s, ${opts.reps} repetition(s) × ${opts.durationMs / 1000} s ` +
-      `(first ${opts.warmupMs / 1000} s left out of the percentiles), load by ${opts.load}; medians over repetitions.\n\n` +
+      `(first ${opts.warmupMs / 1000} s left out of the percentiles), load by ${opts.load}; medians over repetitions.\n` +
+      `Machine: ${machineInfo.cpus} cores (${machineInfo.cpuModel}), 1-minute load average during the trials: ` +
+      `median ${fmt(median(loads), 1)}, max ${fmt(Math.max(0, ...loads), 1)}. Agent: commit ${String(a.agent.commit ?? "?").slice(0, 10)}` +
+      `${a.agent.dirtySrc ? ` + ${a.agent.dirtySrc} uncommitted src/ files` : ""}.\n` +
+      `Δ = ratio of the medians to "no agent" at the same rate; the JSON also has the paired (per-repetition) ratios.\n\n` +
       `${table}\n`,
   );
   writeFileSync(

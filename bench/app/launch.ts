@@ -21,6 +21,9 @@ const UPSTREAMS: Record<Service, Service[]> = {
   gateway: ["api"],
 };
 
+/** Every service process started and not yet stopped (so an interrupted benchmark can kill them all). */
+export const runningServices = new Set<ChildProcess>();
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -109,6 +112,8 @@ export async function startApp(opts: AppOptions): Promise<RunningApp> {
       p.stdout!.pipe(out);
       p.stderr!.pipe(err);
       procs[svc] = p;
+      runningServices.add(p);
+      p.once("exit", () => runningServices.delete(p));
     }
     for (const svc of SERVICES) await waitHealthy(ports[svc], procs[svc], 20_000);
   } catch (e) {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningApp, SERVICES, startApp } from "../../bench/app/launch.js";
 import { account, tallyDir } from "../../bench/app/tally.js";
 import { exactSummary, LOCUST_STATS_COLUMNS, locustStatsCsv, runLoad } from "../../bench/loadgen.js";
+import { main } from "../../bench/overhead.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const LOCUST = "/usr/bin/locust";
@@ -109,32 +110,18 @@ describe.skipIf(!existsSync(LOCUST))("real Locust with bench/locustfile.py", () 
 });
 
 describe("the harness (bench/overhead.ts), one short run", () => {
-  it("measures no agent and the agent with the file sink, and every line is tagged exactly once", () => {
-    execFileSync("npx", ["tsc", "-p", "bench/tsconfig.json"], { cwd: ROOT, stdio: "pipe" });
+  it("measures no agent and the agent with the file sink, and every line is tagged exactly once", async () => {
     const out = join(dir, "results");
-    const r = spawnSync(
-      process.execPath,
-      [
-        join(ROOT, "bench/.work/dist/bench/overhead.js"),
-        "--quick",
-        "--rates",
-        "20",
-        "--duration",
-        "3s",
-      ].concat(["--warmup", "1s", "--conditions", "none,file", "--load", "loadgen", "--out", out]),
-      { cwd: ROOT, encoding: "utf8", timeout: 50_000 },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const resultFile = readFileSync(
-      join(
+    const file = await main(
+      ["--quick", "--rates", "20", "--duration", "3s", "--warmup", "1s", "--conditions", "none,file"].concat([
+        "--load",
+        "loadgen",
+        "--out",
         out,
-        execFileSync("ls", [out], { encoding: "utf8" })
-          .split("\n")
-          .find((f) => f.endsWith(".json"))!,
-      ),
-      "utf8",
+      ]),
     );
-    const res = JSON.parse(resultFile) as {
+    const res = JSON.parse(readFileSync(file, "utf8")) as {
+      complete: boolean;
       rows: {
         condition: string;
         written: number;
@@ -146,30 +133,22 @@ describe("the harness (bench/overhead.ts), one short run", () => {
       }[];
       trials: { condition: string; error?: string; agent?: { cpuSeconds: number; peakRssMiB: number } }[];
     };
+    expect(res.complete).toBe(true);
     expect(res.trials.map((t) => t.error ?? "")).toEqual(["", ""]);
     const none = res.rows.find((x) => x.condition === "none")!;
-    const file = res.rows.find((x) => x.condition === "file")!;
+    const fileSink = res.rows.find((x) => x.condition === "file")!;
     expect(none.requests).toBeGreaterThan(0);
-    expect(file.failures).toBe(0);
+    expect(fileSink.failures).toBe(0);
     // 4 services see each request; the 20 proof requests before the load count too
-    expect(file.written).toBeGreaterThanOrEqual(4 * file.requests);
-    expect(file.tagged).toBe(file.written);
-    expect(file.lost).toBe(0);
-    expect(file.duplicates).toBe(0);
+    expect(fileSink.written).toBeGreaterThanOrEqual(4 * fileSink.requests);
+    expect(fileSink.tagged).toBe(fileSink.written);
+    expect(fileSink.lost).toBe(0);
+    expect(fileSink.duplicates).toBe(0);
     const agent = res.trials.find((t) => t.condition === "file")!.agent!;
     expect(agent.cpuSeconds).toBeGreaterThan(0);
     expect(agent.peakRssMiB).toBeGreaterThan(10);
-    expect(
-      readFileSync(
-        join(
-          out,
-          execFileSync("ls", [out], { encoding: "utf8" })
-            .split("\n")
-            .find((f) => f.endsWith(".svg"))!,
-        ),
-        "utf8",
-      ),
-    ).toContain("<svg");
+    expect(readFileSync(file.replace(/\.json$/, ".svg"), "utf8")).toContain("<svg");
+    expect(readFileSync(file.replace(/\.json$/, ".md"), "utf8")).toContain("| 20 | agent (run) → file |");
   });
 });
 
