@@ -44,7 +44,7 @@ export function parseHostPort(
 ): { host: string; port: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(value) ?? /^([^:]+)(?::(\d+))?$/.exec(value);
   const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
-  if (!m || !m[1] || port === undefined || !Number.isInteger(port) || port < 0 || port > 65535)
+  if (!m?.[1] || port === undefined || !Number.isInteger(port) || port < 0 || port > 65535)
     throw ERR_INVALID_SETTING(`invalid ${setting}: expected HOST:PORT (got "${value}")`);
   return { host: m[1], port };
 }

@@ -29,8 +29,6 @@ export interface ExecResult {
  * sink slows the child's writes instead of growing memory.
  */
 export class ExecSource {
-  private child: ChildProcess | undefined;
-
   constructor(
     private readonly command: string,
     private readonly args: readonly string[],
@@ -45,7 +43,6 @@ export class ExecSource {
     } catch (e) {
       throw ERR_EXEC_SPAWN(`cannot start "${this.command}": ${(e as Error).message}`, e);
     }
-    this.child = child;
     const forward = (sig: NodeJS.Signals) => () => {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     };

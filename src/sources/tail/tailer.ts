@@ -8,7 +8,7 @@ import { errorMessage } from "../../core/errors.js";
 import type { LineBatch, StreamInfo } from "../../core/record.js";
 import type { Logger } from "../../observe/logger.js";
 import { metrics } from "../../observe/metrics.js";
-import { FINGERPRINT_BYTES, FileReader, fingerprint, type LineDecoder } from "./file-reader.js";
+import { FileReader, fingerprint, type LineDecoder } from "./file-reader.js";
 
 export interface TailerOptions {
   roots: readonly string[];
