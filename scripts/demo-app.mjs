@@ -1,8 +1,9 @@
 // The demo application: two "containers" (web and api) that log every request with its x-request-id,
 // web as JSON lines, api as text; api rotates its log by rename halfway through.
 // usage: node demo-app.mjs DIR REQUESTS
-import { appendFileSync, mkdirSync, renameSync } from "node:fs";
+
 import { randomUUID } from "node:crypto";
+import { appendFileSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 
 const [dir, nS = "200"] = process.argv.slice(2);
@@ -16,8 +17,14 @@ const timer = setInterval(() => {
     const id = randomUUID();
     ids.push(id);
     const t = new Date().toISOString();
-    appendFileSync(join(dir, "web", "access.log"), `${JSON.stringify({ time: t, level: "info", msg: "GET /search?q=containers", "x-request-id": id, status: 200 })}\n`);
-    appendFileSync(join(dir, "api", "api.log"), `${t} INFO search q=containers hits=${i % 17} x-request-id=${id} took=${3 + (i % 5)}ms\n`);
+    appendFileSync(
+      join(dir, "web", "access.log"),
+      `${JSON.stringify({ time: t, level: "info", msg: "GET /search?q=containers", "x-request-id": id, status: 200 })}\n`,
+    );
+    appendFileSync(
+      join(dir, "api", "api.log"),
+      `${t} INFO search q=containers hits=${i % 17} x-request-id=${id} took=${3 + (i % 5)}ms\n`,
+    );
     if (i === Math.floor(n / 2)) renameSync(join(dir, "api", "api.log"), join(dir, "api", "api.log.1"));
   }
   if (i >= n) {

@@ -4,8 +4,6 @@ import { DDNS_SETTINGS, ddnsConfigFrom } from "../config/ddns.js";
 import { addSettingOptions, resolveSettings, type SettingDef } from "../config/settings.js";
 import { loadOrCreateCuid } from "../core/cuid.js";
 import { ERR_INVALID_SETTING, errorMessage } from "../core/errors.js";
-import { collectGarbage } from "../discovery/gc.js";
-import { createRegistrar } from "../discovery/registrar.js";
 import type { UpdateTarget } from "../discovery/update.js";
 import { createLogger } from "../observe/logger.js";
 import { AGENT_START_HOOKS, EXTRA_AGENT_SETTINGS } from "./agent-common.js";
@@ -15,6 +13,8 @@ import { AGENT_START_HOOKS, EXTRA_AGENT_SETTINGS } from "./agent-common.js";
 // (SIGTERM, or the child's exit in exec mode).
 EXTRA_AGENT_SETTINGS.push(...DDNS_SETTINGS);
 AGENT_START_HOOKS.push(async (parts, mode) => {
+  if (parts.settings.ddnsServer === undefined) return; // nothing to publish: do not even load the DNS code
+  const { createRegistrar } = await import("../discovery/registrar.js");
   const registrar = createRegistrar(parts.settings, {
     cuid: parts.cuid.cuid,
     svc: parts.config.svc,
@@ -110,6 +110,7 @@ export function registerDdns(program: Command): void {
         throw ERR_INVALID_SETTING("invalid --ddns-server: give the DNS server to update (HOST:PORT)");
       const log = createLogger(s.logLevel as string);
       const cuid = loadOrCreateCuid(s.stateDir as string, Number(s.cuidVersion) as 4 | 7);
+      const { createRegistrar } = await import("../discovery/registrar.js");
       const registrar = createRegistrar(s, { cuid: cuid.cuid, svc, logger: log })!;
       if (flags.once) {
         await registrar.registerOnce();
@@ -150,6 +151,7 @@ export function registerDdns(program: Command): void {
       const s = resolveSettings([...GC_SETTINGS, ...pick(["logLevel"])], flags);
       const target = targetFrom({ ...s, lease: 300_000, dnsTtl: 5000 });
       const log = createLogger(s.logLevel as string);
+      const { collectGarbage } = await import("../discovery/gc.js");
       const once = async () => {
         const outcomes = await collectGarbage(target, {
           graceMs: s.grace as number,

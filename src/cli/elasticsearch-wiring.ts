@@ -1,6 +1,5 @@
 import { ES_SINK_SETTINGS, esConnection } from "../config/elasticsearch.js";
 import { errorMessage } from "../core/errors.js";
-import { elasticsearchSinkFromSpec } from "../sinks/elasticsearch.js";
 import { registerSinkFactory } from "../sinks/index.js";
 import { CuidLedger } from "../store/ledger.js";
 import { AGENT_START_HOOKS, type AgentParts, EXTRA_AGENT_SETTINGS } from "./agent-common.js";
@@ -13,7 +12,10 @@ EXTRA_AGENT_SETTINGS.push(
   ...ES_SINK_SETTINGS.filter((d) => !EXTRA_AGENT_SETTINGS.some((e) => e.key === d.key)),
 );
 
-registerSinkFactory("elasticsearch:", (spec, ctx) => elasticsearchSinkFromSpec(spec, ctx));
+// The client library loads only when an elasticsearch output is configured.
+registerSinkFactory("elasticsearch:", async (spec, ctx) =>
+  (await import("../sinks/elasticsearch.js")).elasticsearchSinkFromSpec(spec, ctx),
+);
 
 /** The agent's ledger (node mode records each container instance in it). */
 export let agentLedger: CuidLedger | undefined;

@@ -8,7 +8,7 @@ const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.ur
   version: string;
 };
 
-export function buildProgram(): Command {
+export async function buildProgram(argv: readonly string[]): Promise<Command> {
   const program = new Command("ikontainer")
     .description(
       "Gives every container instance its own identity (CUID) and stamps it on every log line and DNS record it publishes.",
@@ -16,13 +16,13 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
-  registerCommands(program);
+  await registerCommands(program, argv);
   for (const c of program.commands) c.exitOverride();
   return program;
 }
 
 async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv.slice(2));
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { type Command, Option } from "commander";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ERR_CONFIG_FILE, ERR_INVALID_SETTING } from "../core/errors.js";
 import { parseDuration, parseSize } from "./units.js";
@@ -92,7 +92,9 @@ function readConfigFile(path: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // yaml loads only when a config file is given (start-up time).
+    const { parse } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+    doc = parse(text);
   } catch (e) {
     throw ERR_CONFIG_FILE(`config file ${path} is not valid YAML: ${(e as Error).message.split("\n")[0]}`, e);
   }

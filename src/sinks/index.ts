@@ -2,7 +2,6 @@ import { ERR_INVALID_SETTING } from "../core/errors.js";
 import type { BatchEncoder, StructuredOptions } from "../transforms/tag.js";
 import { createEncoder } from "../transforms/tag.js";
 import { FileSink } from "./file.js";
-import { createFluentdSink } from "./fluentd.js";
 import type { Sink } from "./sink.js";
 import { StreamSink } from "./stdout.js";
 
@@ -30,7 +29,8 @@ const factories: Array<[prefix: string, make: Factory]> = [
       return new StreamSink("stdout", enc, process.stdout);
     },
   ],
-  ["fluentd://", (spec, ctx) => createFluentdSink(spec, ctx)],
+  // Network sinks load their client libraries only when used (start-up time and memory of the agent).
+  ["fluentd://", async (spec, ctx) => (await import("./fluentd.js")).createFluentdSink(spec, ctx)],
 ];
 
 export function registerSinkFactory(prefix: string, make: Factory): void {

@@ -9,7 +9,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { Client } from "@elastic/elasticsearch";
+import type { Client } from "@elastic/elasticsearch";
 import { clientOptions, type EsConnection } from "../config/elasticsearch.js";
 import { ERR_STATE_DIR, errorMessage } from "../core/errors.js";
 import { LEDGER_INDEX, ledgerIndexBody } from "../sinks/elasticsearch-schema.js";
@@ -95,7 +95,7 @@ export interface CuidLedgerOptions {
 export class CuidLedger {
   private readonly path: string;
   private readonly offsetPath: string;
-  private readonly client: Client | undefined;
+  private client: Client | undefined;
   private readonly index: string;
   private syncing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -110,7 +110,6 @@ export class CuidLedger {
     this.path = ledgerPath(stateDir);
     this.offsetPath = join(stateDir, "ledger.es-offset");
     this.index = opts.index ?? LEDGER_INDEX;
-    if (opts.es) this.client = new Client(clientOptions(opts.es));
   }
 
   /** Called at agent start (and by node mode once per container instance). Durable locally when it returns. */
@@ -146,7 +145,7 @@ export class CuidLedger {
   }
 
   private kick(): void {
-    if (!this.client || this.closed) return;
+    if (!this.opts.es || this.closed) return;
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
@@ -156,7 +155,7 @@ export class CuidLedger {
 
   /** Copies entries not yet in Elasticsearch; on failure retries in the background with backoff. */
   sync(): Promise<void> {
-    if (!this.client) return Promise.resolve();
+    if (!this.opts.es) return Promise.resolve();
     this.syncing ??= this.syncOnce()
       .then(() => {
         this.failures = 0;
@@ -185,7 +184,7 @@ export class CuidLedger {
 
   /** Waits until every local entry is in Elasticsearch, or `timeoutMs` passed (false). */
   async flush(timeoutMs: number): Promise<boolean> {
-    if (!this.client) return true;
+    if (!this.opts.es) return true;
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
       try {
@@ -218,8 +217,17 @@ export class CuidLedger {
     return tail.slice(0, tail.lastIndexOf("\n") + 1);
   }
 
+  /** The Elasticsearch client, loaded on first use (the agent without Elasticsearch never loads it). */
+  private async esClient(): Promise<Client> {
+    if (!this.client) {
+      const { Client } = await import("@elastic/elasticsearch");
+      this.client = new Client(clientOptions(this.opts.es!));
+    }
+    return this.client;
+  }
+
   private async syncOnce(): Promise<void> {
-    const client = this.client!;
+    const client = await this.esClient();
     const all = readFileSync(this.path);
     const done = this.syncedOffset();
     const end = all.lastIndexOf(0x0a) + 1;
