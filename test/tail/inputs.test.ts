@@ -177,12 +177,12 @@ describe("files, folders and links", () => {
       );
     }
     const agent = startCli(d.args);
-    await until(() => countLines(d.out) >= 20_000, 40_000, 250);
+    await until(() => countLines(d.out) >= 20_000, 100_000, 250);
     await stopAgent(agent);
     const texts = readStamped(d.out).map((l) => l.text);
     expect(texts.length).toBe(20_000);
     expect(new Set(texts).size).toBe(20_000);
-  });
+  }, 120_000);
 });
 
 describe("permission denied", () => {

@@ -35,6 +35,8 @@ export class FileReader {
   private running: Promise<void> | undefined;
   private again = false;
   private truncatePending = false;
+  private lastWant = 0;
+  private lastFull = false;
   /** Set when the file was renamed away or deleted: read to the end, linger, then finish. */
   detachedAt: number | undefined;
   lastGrowth = Date.now();
@@ -104,9 +106,19 @@ export class FileReader {
         if (this.closed) return;
         if (this.truncatePending) await this.restartAtZero();
         // Size reads to what stat said is there: thousands of small files must not each hold a big buffer.
-        const want = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.knownSize - this.readPos + MIN_CHUNK));
+        // A read that filled its buffer doubles the next one (a busy file outgrows the last stat quickly).
+        const want = Math.min(
+          MAX_CHUNK,
+          Math.max(
+            MIN_CHUNK,
+            this.knownSize - this.readPos + MIN_CHUNK,
+            this.lastFull ? this.lastWant * 2 : 0,
+          ),
+        );
         const buf = Buffer.allocUnsafe(want);
         const { bytesRead } = await this.fh.read(buf, 0, want, this.readPos);
+        this.lastWant = want;
+        this.lastFull = bytesRead === want;
         if (bytesRead === 0) {
           // At the end: did the file shrink below what we read (copytruncate)? fstat after a 0-byte read is
           // exact for this descriptor; a stat taken before our last read is not.

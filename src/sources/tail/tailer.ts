@@ -146,9 +146,14 @@ export class Tailer {
   private watchDir(dir: string): void {
     if (this.dirWatchers.has(dir) || this.stopped) return;
     try {
-      const w = fsWatch(dir, { persistent: false }, (_event, name) => {
-        if (name) void this.check(join(dir, name.toString()));
-        else void this.scanDir(dir);
+      const w = fsWatch(dir, { persistent: false }, (event, name) => {
+        if (!name) return void this.scanDir(dir);
+        const path = join(dir, name.toString());
+        // Content changed in a file already open under this name: just read on (the reader finds truncation
+        // itself). Creation, deletion and renames ("rename" events) get the full identity check.
+        const r = event === "change" ? this.byPath.get(path) : undefined;
+        if (r) this.kick(r);
+        else void this.check(path);
       });
       w.on("error", () => {
         w.close();
