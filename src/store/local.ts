@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ERR_QUERY } from "../core/errors.js";
 import { RequestIdExtractor } from "../transforms/request-id.js";
+import { parseObject } from "../transforms/tag.js";
 import { type LedgerEntry, readLedger } from "./ledger.js";
 import { type LogFilter, type LogRecord, matches, type Store, sortByTime } from "./query.js";
 
@@ -16,18 +17,6 @@ import { type LogFilter, type LogRecord, matches, type Store, sortByTime } from 
 
 const TAG = '{"ikontainer_CUID":';
 const requestIds = new RequestIdExtractor();
-
-function parseObject(text: string): Record<string, unknown> | undefined {
-  if (text.charCodeAt(0) !== 123) return undefined;
-  try {
-    const v: unknown = JSON.parse(text);
-    return v !== null && typeof v === "object" && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 const ISO = /(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)(Z|[+-]\d{2}:?\d{2})?/;
 

@@ -101,7 +101,8 @@ export function downwardFields(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
-function parseObject(text: string): Record<string, unknown> | undefined {
+/** The line as a JSON object when it is one (leading blanks allowed), else undefined. */
+export function parseObject(text: string): Record<string, unknown> | undefined {
   let i = 0;
   while (i < text.length && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
   if (text.charCodeAt(i) !== 123 /* { */) return undefined;
