@@ -117,6 +117,18 @@ export function parseObject(text: string): Record<string, unknown> | undefined {
 }
 
 /** The structured form of one line, for `json` output and for fluentd / Elasticsearch. */
+const readAtText = new WeakMap<LineBatch, string>();
+
+/** Lines without a source time share their batch's read time: format it once per batch, not per line. */
+function readAtIso(batch: LineBatch): string {
+  let t = readAtText.get(batch);
+  if (t === undefined) {
+    t = new Date(batch.readAt).toISOString();
+    readAtText.set(batch, t);
+  }
+  return t;
+}
+
 export function toStructured(line: LogLine, batch: LineBatch, opts: StructuredOptions): StructuredRecord {
   const id = streamIdentity(batch.stream, opts.identity);
   const validUtf8 = isUtf8(line.bytes);
@@ -140,7 +152,7 @@ export function toStructured(line: LogLine, batch: LineBatch, opts: StructuredOp
   }
   rec.ikontainer_CUID = id.cuid;
   rec.svc = id.svc;
-  rec["@timestamp"] = new Date(line.time ?? batch.readAt).toISOString();
+  rec["@timestamp"] = line.time === undefined ? readAtIso(batch) : new Date(line.time).toISOString();
   rec.source = batch.stream.path;
   if (batch.stream.channel !== "file" || line.channel) rec.stream = line.channel ?? batch.stream.channel;
   if (requestId !== undefined) rec.request_id = requestId;
