@@ -81,6 +81,7 @@ async function runAgent(
     lingerMs: config.linger,
     pollMs: config.pollInterval,
     readFrom: config.readFrom,
+    watcher: config.watcher,
     checkpoints: checkpoints!,
     log,
     ownedSince: Date.parse(parts.cuid.created_at),

@@ -131,6 +131,14 @@ export const TAIL_SETTINGS: SettingDef[] = [
     description: "safety-net rescan of watched files (events are primary)",
   },
   {
+    key: "watcher",
+    kind: "enum",
+    choices: ["inotify", "chokidar"],
+    default: "inotify",
+    description:
+      "how folders are watched: one native inotify watch per folder, or chokidar (it re-reads a folder on every change in it: more CPU under steady writes)",
+  },
+  {
     key: "checkpointInterval",
     kind: "duration",
     arg: "DURATION",
@@ -157,6 +165,7 @@ export interface AgentConfig {
   readFrom: "head" | "tail";
   pollInterval: number;
   checkpointInterval: number;
+  watcher: "inotify" | "chokidar";
 }
 
 /**

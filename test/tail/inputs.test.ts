@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -139,32 +139,42 @@ async function fetchMetricsAndStop(agent: ReturnType<typeof startCli>) {
 }
 
 describe("files, folders and links", () => {
-  it("picks up files and folders created later; include/exclude; symlink escapes are reported, inner links read once", async () => {
-    const d = setup(["--metrics-port", "0", "--log-level", "info"]);
-    const outside = join(d.root, "outside");
-    mkdirSync(outside);
-    writeFileSync(join(outside, "secret.log"), "secret\n");
-    writeFileSync(join(d.logs, "a.log"), "a1\n");
-    writeFileSync(join(d.logs, "a.log.1"), "rotated\n");
-    writeFileSync(join(d.logs, "a.log.2.gz"), "gz\n");
-    writeFileSync(join(d.logs, "notes.txt"), "txt\n");
-    symlinkSync(join(outside, "secret.log"), join(d.logs, "escape.log"));
-    symlinkSync(join(d.logs, "a.log"), join(d.logs, "alias.log"));
-    const agent = startCli(d.args);
-    await agent.waitForLog("tailing");
-    mkdirSync(join(d.logs, "late", "deeper"), { recursive: true });
-    writeFileSync(join(d.logs, "late", "deeper", "x.log"), "x1\nx2\n");
-    writeFileSync(join(d.logs, "late", "y.log"), "y1\n");
-    await until(() => readStamped(d.out).length >= 4);
-    await sleep(500);
-    await stopAgent(agent);
-    const texts = readStamped(d.out)
-      .map((l) => l.text)
-      .sort();
-    expect(texts).toEqual(["a1", "x1", "x2", "y1"]);
-    expect(agent.stderr()).toContain("IKON_ERR_SYMLINK_ESCAPE");
-    expect(agent.stderr()).not.toContain('"secret"');
-  });
+  it.each(["inotify", "chokidar"])(
+    "--watcher %s: picks up files and folders created later (also removed and made again); include/exclude; symlink escapes reported, inner links read once",
+    async (watcher) => {
+      const d = setup(["--metrics-port", "0", "--log-level", "info", "--watcher", watcher]);
+      const outside = join(d.root, "outside");
+      mkdirSync(outside);
+      writeFileSync(join(outside, "secret.log"), "secret\n");
+      writeFileSync(join(d.logs, "a.log"), "a1\n");
+      writeFileSync(join(d.logs, "a.log.1"), "rotated\n");
+      writeFileSync(join(d.logs, "a.log.2.gz"), "gz\n");
+      writeFileSync(join(d.logs, "notes.txt"), "txt\n");
+      symlinkSync(join(outside, "secret.log"), join(d.logs, "escape.log"));
+      symlinkSync(join(d.logs, "a.log"), join(d.logs, "alias.log"));
+      const agent = startCli(d.args);
+      await agent.waitForLog("tailing");
+      mkdirSync(join(d.logs, "late", "deeper"), { recursive: true });
+      writeFileSync(join(d.logs, "late", "deeper", "x.log"), "x1\nx2\n");
+      writeFileSync(join(d.logs, "late", "y.log"), "y1\n");
+      await until(() => readStamped(d.out).length >= 4);
+      // A folder removed and made again under the same name is watched again.
+      rmSync(join(d.logs, "late"), { recursive: true });
+      await sleep(300);
+      mkdirSync(join(d.logs, "late"));
+      await sleep(300);
+      writeFileSync(join(d.logs, "late", "z.log"), "z1\n");
+      await until(() => readStamped(d.out).length >= 5);
+      await sleep(500);
+      await stopAgent(agent);
+      const texts = readStamped(d.out)
+        .map((l) => l.text)
+        .sort();
+      expect(texts).toEqual(["a1", "x1", "x2", "y1", "z1"]);
+      expect(agent.stderr()).toContain("IKON_ERR_SYMLINK_ESCAPE");
+      expect(agent.stderr()).not.toContain('"secret"');
+    },
+  );
 
   it("2,000 files at once: every line once", async () => {
     const d = setup(["--log-level", "warn"]);

@@ -34,6 +34,8 @@ export interface TailerOptions {
    * and never read (the agent was down while they were written and rotated) are read at start.
    */
   ownedSince?: number;
+  /** How folders are found: native inotify watches (default) or chokidar. */
+  watcher?: "inotify" | "chokidar";
   /** Reads at once, at most (bounds memory with thousands of files). */
   maxConcurrentReads?: number;
 }
@@ -48,7 +50,8 @@ const COMPRESSED = /\.(gz|bz2|xz|zst|zip|lz4)$/;
  * - an inode already read under one name is never read again under another (rename rotation);
  * - a file smaller than what was read was truncated (copytruncate): it restarts at 0;
  * - a deleted file is read to its end through the open descriptor.
- * chokidar events trigger checks; a periodic rescan of known files is the safety net for missed events.
+ * Folder watches (native inotify, or chokidar with --watcher chokidar) trigger checks; a periodic rescan of known
+ * files and folders is the safety net for missed events.
  */
 export class Tailer {
   private readonly roots: string[];
@@ -114,25 +117,30 @@ export class Tailer {
           "watched folder does not exist (yet); files created there later are picked up",
         );
     }
-    // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its own
-    // for its files. Watching folders rather than every file keeps memory flat with thousands of files.
-    this.watcher = watch(this.roots as string[], {
-      ignored: (_path: string, st?: Stats) => st !== undefined && !st.isDirectory(),
-      followSymlinks: false,
-      atomic: false,
-      ignoreInitial: false,
-      persistent: true,
-    });
-    this.watcher.on("addDir", (dir) => this.watchDir(dir));
-    this.watcher.on("unlinkDir", (dir) => {
-      this.dirWatchers.get(dir)?.close();
-      this.dirWatchers.delete(dir);
-    });
-    this.watcher.on("error", (e) => {
-      metrics.errors.inc({ kind: "watch" });
-      this.opts.log.warn({ err: errorMessage(e) }, "watcher error");
-    });
-    await new Promise<void>((res) => this.watcher!.once("ready", () => res()));
+    if (this.opts.watcher === "chokidar") {
+      // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its
+      // own for its files. (chokidar re-reads a folder on every change in it: see --watcher in the README.)
+      this.watcher = watch(this.roots as string[], {
+        ignored: (_path: string, st?: Stats) => st !== undefined && !st.isDirectory(),
+        followSymlinks: false,
+        atomic: false,
+        ignoreInitial: false,
+        persistent: true,
+      });
+      this.watcher.on("addDir", (dir) => this.watchDir(dir));
+      this.watcher.on("unlinkDir", (dir) => this.unwatchDir(dir));
+      this.watcher.on("error", (e) => {
+        metrics.errors.inc({ kind: "watch" });
+        this.opts.log.warn({ err: errorMessage(e) }, "watcher error");
+      });
+      await new Promise<void>((res) => this.watcher!.once("ready", () => res()));
+    } else {
+      // One native inotify watch per folder; a folder's listing finds its subfolders, and a new subfolder
+      // shows up as an event in its parent. Watching folders, not files, keeps memory flat with many files.
+      for (const r of this.roots) this.watchDir(r);
+      // Subfolders found by the first listings add their own listings to `scans`: wait until none is left.
+      for (let n = 0; n < this.scans.length; n = this.scans.length) await Promise.all(this.scans);
+    }
     await Promise.all(this.scans);
     await Promise.all(this.opening.values());
     this.initialScanDone = true;
@@ -146,7 +154,7 @@ export class Tailer {
   private watchDir(dir: string): void {
     if (this.dirWatchers.has(dir) || this.stopped) return;
     try {
-      const w = fsWatch(dir, { persistent: false }, (event, name) => {
+      const w = fsWatch(dir, { persistent: true }, (event, name) => {
         if (!name) return void this.scanDir(dir);
         const path = join(dir, name.toString());
         // Content changed in a file already open under this name: just read on (the reader finds truncation
@@ -175,8 +183,23 @@ export class Tailer {
     this.scans.push(this.scanDir(dir));
   }
 
+  private unwatchDir(dir: string): void {
+    this.dirWatchers.get(dir)?.close();
+    this.dirWatchers.delete(dir);
+  }
+
+  /** A path that is no file we read: a new subfolder to watch (native watcher), or a folder that is gone. */
+  private async folderEvent(path: string): Promise<void> {
+    if (this.opts.watcher === "chokidar" || this.rootOf(path) < 0) return;
+    const l = await lstat(path).catch(() => undefined);
+    if (!l) return this.unwatchDir(path);
+    if (l.isDirectory()) this.watchDir(path); // symlinked folders are not followed
+  }
+
   private async scanDir(dir: string): Promise<void> {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    if (this.opts.watcher !== "chokidar")
+      for (const e of entries) if (e.isDirectory()) this.watchDir(join(dir, e.name));
     await Promise.all(entries.filter((e) => !e.isDirectory()).map((e) => this.check(join(dir, e.name))));
   }
 
@@ -225,10 +248,11 @@ export class Tailer {
   private async checkNow(path: string): Promise<void> {
     if (this.stopped) return;
     const where = this.wanted(path);
-    if (!where) return;
+    if (!where) return this.folderEvent(path);
     let st: Stats;
     try {
       const l = await lstat(path);
+      if (l.isDirectory()) return this.folderEvent(path);
       if (l.isSymbolicLink()) {
         const target = await realpath(path);
         if (this.rootOf(target) < 0) {
