@@ -12,9 +12,9 @@ ik() { node dist/cli/main.js "$@"; }
 
 # One agent per container, as a sidecar would run: its own state dir (CUID, checkpoints, local store).
 # (In a pod they start with the application; here we wait until both tail before the app writes.)
-POD_IP=10.0.0.11 POD_NAME=web-7d9f-abcde ik run --watch "$D/web" --state-dir "$D/web-state" --svc web --linger 500ms 2>"$D/web-agent.log" &
+POD_IP=10.0.0.11 POD_NAME=web-7d9f-abcde node dist/cli/main.js run --watch "$D/web" --state-dir "$D/web-state" --svc web --linger 500ms 2>"$D/web-agent.log" &
 WEB=$!
-POD_IP=10.0.0.12 POD_NAME=api-5c4b-fghij ik run --watch "$D/api" --state-dir "$D/api-state" --svc api --linger 500ms 2>"$D/api-agent.log" &
+POD_IP=10.0.0.12 POD_NAME=api-5c4b-fghij node dist/cli/main.js run --watch "$D/api" --state-dir "$D/api-state" --svc api --linger 500ms 2>"$D/api-agent.log" &
 API=$!
 trap 'kill $WEB $API 2>/dev/null || true' EXIT
 i=0
@@ -39,7 +39,7 @@ echo
 echo "== ikontainer logs --state-dir $D/api-state --cuid $API_CUID --request-id $REQ"
 ik logs --state-dir "$D/api-state" --cuid "$API_CUID" --request-id "$REQ" || true
 echo
-echo "== ikontainer trace $REQ --state-dir $D/web-state --state-dir $D/api-state"
+echo "== ikontainer trace $REQ --store $D/web-state/store --store $D/api-state/store"
 ik trace "$REQ" --store "$D/web-state/store" --store "$D/api-state/store" --state-dir "$D/web-state" || true
 echo
 echo "== ikontainer whois 10.0.0.12 --state-dir $D/api-state"
