@@ -34,7 +34,7 @@ export interface TailerOptions {
    * and never read (the agent was down while they were written and rotated) are read at start.
    */
   ownedSince?: number;
-  /** How folders are found: native inotify watches (default) or chokidar. */
+  /** How folders are found: chokidar (default) or native inotify watches (experimental). */
   watcher?: "inotify" | "chokidar";
   /** Reads at once, at most (bounds memory with thousands of files). */
   maxConcurrentReads?: number;
@@ -50,7 +50,7 @@ const COMPRESSED = /\.(gz|bz2|xz|zst|zip|lz4)$/;
  * - an inode already read under one name is never read again under another (rename rotation);
  * - a file smaller than what was read was truncated (copytruncate): it restarts at 0;
  * - a deleted file is read to its end through the open descriptor.
- * Folder watches (native inotify, or chokidar with --watcher chokidar) trigger checks; a periodic rescan of known
+ * Folder watches (chokidar, or native inotify with --watcher inotify) trigger checks; a periodic rescan of known
  * files and folders is the safety net for missed events.
  */
 export class Tailer {
@@ -117,7 +117,7 @@ export class Tailer {
           "watched folder does not exist (yet); files created there later are picked up",
         );
     }
-    if (this.opts.watcher === "chokidar") {
+    if (this.opts.watcher !== "inotify") {
       // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its
       // own for its files. (chokidar re-reads a folder on every change in it: see --watcher in the README.)
       this.watcher = watch(this.roots as string[], {
@@ -190,7 +190,7 @@ export class Tailer {
 
   /** A path that is no file we read: a new subfolder to watch (native watcher), or a folder that is gone. */
   private async folderEvent(path: string): Promise<void> {
-    if (this.opts.watcher === "chokidar" || this.rootOf(path) < 0) return;
+    if (this.opts.watcher !== "inotify" || this.rootOf(path) < 0) return;
     const l = await lstat(path).catch(() => undefined);
     if (!l) return this.unwatchDir(path);
     if (l.isDirectory()) this.watchDir(path); // symlinked folders are not followed
@@ -198,7 +198,7 @@ export class Tailer {
 
   private async scanDir(dir: string): Promise<void> {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    if (this.opts.watcher !== "chokidar")
+    if (this.opts.watcher === "inotify")
       for (const e of entries) if (e.isDirectory()) this.watchDir(join(dir, e.name));
     await Promise.all(entries.filter((e) => !e.isDirectory()).map((e) => this.check(join(dir, e.name))));
   }
