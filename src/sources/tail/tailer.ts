@@ -198,8 +198,9 @@ export class Tailer {
 
   private async scanDir(dir: string): Promise<void> {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    if (this.opts.watcher === "inotify")
-      for (const e of entries) if (e.isDirectory()) this.watchDir(join(dir, e.name));
+    // Subfolders are watched from listings too: with chokidar this is the safety net for a folder it missed
+    // (e.g. removed and made again quickly); the periodic rescan re-lists every watched folder.
+    for (const e of entries) if (e.isDirectory()) this.watchDir(join(dir, e.name));
     await Promise.all(entries.filter((e) => !e.isDirectory()).map((e) => this.check(join(dir, e.name))));
   }
 
@@ -289,7 +290,8 @@ export class Tailer {
     }
     let r = this.byInode.get(id);
     if (!r) {
-      if (this.finishedInodes.has(id)) return;
+      // A finished inode number may have been reused by a new file (ext4 reuses numbers quickly): openReader
+      // compares the first bytes' digest with the checkpoint and skips only the same, finished file.
       const opened = await this.openReader(path, where.root, where.rel, id, st);
       if (!opened) return;
       r = opened;
@@ -335,7 +337,8 @@ export class Tailer {
       const len = cp.fpLen ?? 0;
       const buf = Buffer.alloc(len);
       const { bytesRead } = len ? await fh.read(buf, 0, len, 0) : { bytesRead: 0 };
-      if (len === 0 || (bytesRead === len && fingerprint(buf) === cp.fp)) {
+      // An empty fingerprint proves nothing once the file has content: then it is a new file.
+      if ((len === 0 && st.size === 0) || (len > 0 && bytesRead === len && fingerprint(buf) === cp.fp)) {
         if (cp.finished) {
           this.finishedInodes.add(id);
           await fh.close();
