@@ -1,56 +1,16 @@
-import { execFile } from "node:child_process";
 import { rmSync } from "node:fs";
-import { promisify } from "node:util";
-import { v7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dnsMetrics } from "../../src/discovery/metrics.js";
-import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";
 import { parseTsigSpec } from "../../src/discovery/tsig.js";
 import type { UpdateTarget } from "../../src/discovery/update.js";
 import { type KnotServer, startKnot } from "../fixtures/knot.js";
-
-const _runFile = promisify(execFile);
-const _CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
-
-const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+import { quiet, registrarHelpers } from "./registrar-helpers.js";
 
 let knot: KnotServer;
 let target: UpdateTarget;
 const dirs: string[] = [];
-
-function identity(over: Partial<InstanceIdentity> = {}): InstanceIdentity {
-  return {
-    cuid: v7(),
-    svcLabel: "web",
-    namespace: "shop",
-    zone: knot.zone,
-    ip: "127.0.0.10",
-    ports: [{ name: "http", port: 8080, proto: "tcp" }],
-    pod: "web-7d9f-abcde",
-    node: "node-1",
-    started: new Date().toISOString(),
-    ...over,
-  };
-}
-
-function registrar(id: InstanceIdentity, over: Partial<ConstructorParameters<typeof DnsRegistrar>[0]> = {}) {
-  return new DnsRegistrar({
-    target,
-    identity: id,
-    ttl: 1000,
-    leaseMs: 60_000,
-    renewMs: 20_000,
-    backoffMs: 100,
-    maxBackoffMs: 400,
-    logger: quiet,
-    ...over,
-  });
-}
-
-const inst = (id: InstanceIdentity) => `${id.cuid}.${id.svcLabel}.${id.namespace}.${knot.zone}`;
-const svc = (id: InstanceIdentity) => `${id.svcLabel}.${id.namespace}.${knot.zone}`;
-const rev = (ip: string) => `${ip.split(".").reverse().join(".")}.in-addr.arpa`;
+const { identity, registrar, inst, svc, rev } = registrarHelpers(() => ({ knot, target }));
 
 beforeAll(async () => {
   knot = await startKnot();

@@ -1,0 +1,42 @@
+import { v7 } from "uuid";
+import type { InstanceIdentity } from "../../src/discovery/records.js";
+import { DnsRegistrar } from "../../src/discovery/registrar.js";
+import type { UpdateTarget } from "../../src/discovery/update.js";
+import type { KnotServer } from "../fixtures/knot.js";
+
+export const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** Instances, registrars and record names against one test's knotd (read when called: set up in beforeAll). */
+export function registrarHelpers(ctx: () => { knot: KnotServer; target: UpdateTarget }) {
+  const identity = (over: Partial<InstanceIdentity> = {}): InstanceIdentity => ({
+    cuid: v7(),
+    svcLabel: "web",
+    namespace: "shop",
+    zone: ctx().knot.zone,
+    ip: "127.0.0.10",
+    ports: [{ name: "http", port: 8080, proto: "tcp" }],
+    pod: "web-7d9f-abcde",
+    node: "node-1",
+    started: new Date().toISOString(),
+    ...over,
+  });
+  const registrar = (
+    id: InstanceIdentity,
+    over: Partial<ConstructorParameters<typeof DnsRegistrar>[0]> = {},
+  ) =>
+    new DnsRegistrar({
+      target: ctx().target,
+      identity: id,
+      ttl: 1000,
+      leaseMs: 60_000,
+      renewMs: 20_000,
+      backoffMs: 100,
+      maxBackoffMs: 400,
+      logger: quiet,
+      ...over,
+    });
+  const inst = (id: InstanceIdentity) => `${id.cuid}.${id.svcLabel}.${id.namespace}.${ctx().knot.zone}`;
+  const svc = (id: InstanceIdentity) => `${id.svcLabel}.${id.namespace}.${ctx().knot.zone}`;
+  const rev = (ip: string) => `${ip.split(".").reverse().join(".")}.in-addr.arpa`;
+  return { identity, registrar, inst, svc, rev };
+}
