@@ -80,6 +80,7 @@ async function runAgent(
     maxLineBytes: config.maxLineBytes,
     lingerMs: config.linger,
     pollMs: config.pollInterval,
+    readDelayMs: config.readDelay,
     readFrom: config.readFrom,
     watcher: config.watcher,
     checkpoints: checkpoints!,

@@ -176,6 +176,35 @@ describe("files, folders and links", () => {
     },
   );
 
+  it.each(["inotify", "chokidar"])(
+    "--watcher %s: every file deep in the tree is open before 'tailing' (rotated away right after: still read)",
+    async (watcher) => {
+      const d = setup(["--log-level", "info", "--watcher", watcher]);
+      const files: string[] = [];
+      for (let p = 0; p < 100; p++) {
+        const dir = join(d.logs, `ns_pod-${p}_uid`, "app");
+        mkdirSync(dir, { recursive: true });
+        files.push(join(dir, "0.log"));
+        writeFileSync(join(dir, "0.log"), `old ${p}\n`);
+      }
+      const agent = startCli(d.args);
+      await agent.waitForLog("tailing");
+      // Rotated to a name the agent does not include: only a file opened before this is read.
+      for (const [p, f] of files.entries()) {
+        renameSync(f, `${f}.20261123`);
+        writeFileSync(f, `new ${p}\n`);
+      }
+      await until(() => countLines(d.out) >= 200, 30_000, 100);
+      await sleep(300);
+      await stopAgent(agent);
+      const texts = readStamped(d.out).map((l) => l.text);
+      expect(texts.filter((t) => t.startsWith("old")).length).toBe(100);
+      expect(texts.filter((t) => t.startsWith("new")).length).toBe(100);
+      expect(texts.length).toBe(200);
+    },
+    60_000,
+  );
+
   it("2,000 files at once: every line once", async () => {
     const d = setup(["--log-level", "warn"]);
     for (let i = 0; i < 2000; i++) {

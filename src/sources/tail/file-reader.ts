@@ -46,6 +46,8 @@ export class FileReader {
   fpLen = 0;
   knownSize = 0;
   onTruncate: (() => void) | undefined;
+  /** A read scheduled after a change event (the tailer's --read-delay). */
+  kickTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly inputId: string,
@@ -136,6 +138,9 @@ export class FileReader {
         let lines = this.splitter.push(buf.subarray(0, bytesRead));
         if (this.decoder) lines = this.decoder.decode(lines);
         if (lines.length > 0 || this.decoder) await this.emit(lines);
+        // A short read reached the end as it was: the next change event (or the poll) reads on, and a read
+        // that finds nothing there decides truncation. (Reading again now would cost a read and an fstat.)
+        if (bytesRead < want) break;
       }
     } while (this.again || this.truncatePending);
   }

@@ -17,6 +17,8 @@ export interface TailerOptions {
   maxLineBytes: number;
   lingerMs: number;
   pollMs: number;
+  /** Wait after a change event before reading, so that lines written close together are read at once. */
+  readDelayMs?: number;
   readFrom: "head" | "tail";
   checkpoints: CheckpointStore;
   log: Logger;
@@ -34,7 +36,7 @@ export interface TailerOptions {
    * and never read (the agent was down while they were written and rotated) are read at start.
    */
   ownedSince?: number;
-  /** How folders are found: chokidar (default) or native inotify watches (experimental). */
+  /** How folders are found: native inotify watches (default) or chokidar. */
   watcher?: "inotify" | "chokidar";
   /** Reads at once, at most (bounds memory with thousands of files). */
   maxConcurrentReads?: number;
@@ -50,7 +52,7 @@ const COMPRESSED = /\.(gz|bz2|xz|zst|zip|lz4)$/;
  * - an inode already read under one name is never read again under another (rename rotation);
  * - a file smaller than what was read was truncated (copytruncate): it restarts at 0;
  * - a deleted file is read to its end through the open descriptor.
- * Folder watches (chokidar, or native inotify with --watcher inotify) trigger checks; a periodic rescan of known
+ * Folder watches (native inotify, or chokidar with --watcher chokidar) trigger checks; a periodic rescan of known
  * files and folders is the safety net for missed events.
  */
 export class Tailer {
@@ -117,7 +119,7 @@ export class Tailer {
           "watched folder does not exist (yet); files created there later are picked up",
         );
     }
-    if (this.opts.watcher !== "inotify") {
+    if (this.opts.watcher === "chokidar") {
       // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its
       // own for its files. (chokidar re-reads a folder on every change in it: see --watcher in the README.)
       this.watcher = watch(this.roots as string[], {
@@ -138,11 +140,15 @@ export class Tailer {
       // One native inotify watch per folder; a folder's listing finds its subfolders, and a new subfolder
       // shows up as an event in its parent. Watching folders, not files, keeps memory flat with many files.
       for (const r of this.roots) this.watchDir(r);
-      // Subfolders found by the first listings add their own listings to `scans`: wait until none is left.
-      for (let n = 0; n < this.scans.length; n = this.scans.length) await Promise.all(this.scans);
     }
-    await Promise.all(this.scans);
+    // Listings find subfolders, whose listings find theirs: wait until a round adds no new listing (every file
+    // present at start is open before the agent reports it is tailing).
+    for (let n = 0; n < this.scans.length; ) {
+      n = this.scans.length;
+      await Promise.all(this.scans);
+    }
     await Promise.all(this.opening.values());
+    this.scans = [];
     this.initialScanDone = true;
     await this.resumeRotatedFromCheckpoint();
     this.ready = true;
@@ -160,7 +166,7 @@ export class Tailer {
         // Content changed in a file already open under this name: just read on (the reader finds truncation
         // itself). Creation, deletion and renames ("rename" events) get the full identity check.
         const r = event === "change" ? this.byPath.get(path) : undefined;
-        if (r) this.kick(r);
+        if (r) this.kickSoon(r);
         else void this.check(path);
       });
       w.on("error", () => {
@@ -180,7 +186,8 @@ export class Tailer {
       );
       return;
     }
-    this.scans.push(this.scanDir(dir));
+    const scan = this.scanDir(dir);
+    if (!this.initialScanDone) this.scans.push(scan);
   }
 
   private unwatchDir(dir: string): void {
@@ -190,7 +197,7 @@ export class Tailer {
 
   /** A path that is no file we read: a new subfolder to watch (native watcher), or a folder that is gone. */
   private async folderEvent(path: string): Promise<void> {
-    if (this.opts.watcher !== "inotify" || this.rootOf(path) < 0) return;
+    if (this.opts.watcher === "chokidar" || this.rootOf(path) < 0) return;
     const l = await lstat(path).catch(() => undefined);
     if (!l) return this.unwatchDir(path);
     if (l.isDirectory()) this.watchDir(path); // symlinked folders are not followed
@@ -215,6 +222,17 @@ export class Tailer {
       this.active--;
       this.waiters.shift()?.();
     }
+  }
+
+  /** A change event: read after --read-delay (events meanwhile join the same read). */
+  private kickSoon(r: FileReader): void {
+    const delay = this.opts.readDelayMs ?? 0;
+    if (delay <= 0 || this.stopped) return this.kick(r);
+    if (r.kickTimer) return;
+    r.kickTimer = setTimeout(() => {
+      r.kickTimer = undefined;
+      this.kick(r);
+    }, delay);
   }
 
   private kick(r: FileReader): void {
@@ -515,6 +533,7 @@ export class Tailer {
     this.dirWatchers.clear();
     await Promise.allSettled(this.opening.values());
     const readers = [...this.byInode.values()];
+    for (const r of readers) clearTimeout(r.kickTimer);
     if (drain) await Promise.allSettled(readers.map((r) => this.withSlot(() => r.kick())));
     await Promise.allSettled(readers.map((r) => r.close()));
   }
