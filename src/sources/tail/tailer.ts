@@ -227,7 +227,10 @@ export class Tailer {
   /** A change event: read after --read-delay (events meanwhile join the same read). */
   private kickSoon(r: FileReader): void {
     const delay = this.opts.readDelayMs ?? 0;
-    if (delay <= 0 || this.stopped) return this.kick(r);
+    if (delay <= 0 || this.stopped) {
+      this.kick(r);
+      return;
+    }
     if (r.kickTimer) return;
     r.kickTimer = setTimeout(() => {
       r.kickTimer = undefined;
