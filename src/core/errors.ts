@@ -39,6 +39,11 @@ export const ERR_STATE_DIR = def("IKON_ERR_STATE_DIR", "io");
 export const ERR_SOURCE_READ = def("IKON_ERR_SOURCE_READ", "io");
 /** A symlink under a watched folder points outside every watched folder; it is not followed. */
 export const ERR_SYMLINK_ESCAPE = def("IKON_ERR_SYMLINK_ESCAPE", "io");
+/**
+ * A watched folder cannot be watched (ENOSPC: fs.inotify.max_user_watches reached; EACCES). Logged once; the
+ * folder is listed on every poll instead (metric ikontainer_folders_polled) and the watch retried.
+ */
+export const ERR_WATCH = def("IKON_ERR_WATCH", "io");
 /** A sink could not accept a batch (write failed, server down, rejected). */
 export const ERR_SINK = def("IKON_ERR_SINK", "sink");
 /** A DNS update or query failed (RCODE, TSIG, timeout). */

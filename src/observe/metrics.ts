@@ -79,6 +79,14 @@ export const metrics = {
     (registers) =>
       new Gauge({ name: "ikontainer_files_watched", help: "Files currently open for reading", registers }),
   ),
+  foldersPolled: m(
+    (registers) =>
+      new Gauge({
+        name: "ikontainer_folders_polled",
+        help: "Folders the kernel would not watch (inotify limit, permission), listed on every poll instead",
+        registers,
+      }),
+  ),
   lagBytes: m(
     (registers) =>
       new Gauge({

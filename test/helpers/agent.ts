@@ -23,8 +23,14 @@ export interface AgentProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startCli(args: string[], opts: SpawnOptions = {}): AgentProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], ...opts });
+/** Starts the built CLI; `opts.prefix` runs it under another command (e.g. `unshare … sh -c 'exec "$@"' sh`). */
+export function startCli(args: string[], opts: SpawnOptions & { prefix?: string[] } = {}): AgentProcess {
+  const { prefix = [], ...spawnOpts } = opts;
+  const argv = [...prefix.slice(1), process.execPath, CLI, ...args];
+  const child = spawn(prefix[0] ?? process.execPath, prefix.length ? argv : argv.slice(1), {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...spawnOpts,
+  });
   let err = "";
   let out = "";
   const listeners: Array<() => void> = [];

@@ -66,6 +66,8 @@ export class Tailer {
   private readonly finishedInodes = new Set<string>();
   private watcher: FSWatcher | undefined;
   private readonly dirWatchers = new Map<string, FsWatcher>();
+  /** Folders the kernel would not watch (inotify limit, permission): listed on every poll instead. */
+  private readonly polledDirs = new Set<string>();
   private scans: Promise<void>[] = [];
   private pollCount = 0;
   private poller: NodeJS.Timeout | undefined;
@@ -152,13 +154,17 @@ export class Tailer {
     this.initialScanDone = true;
     await this.resumeRotatedFromCheckpoint();
     this.ready = true;
+    // Not unref'd: with no folder to watch yet (a root made later) the poller is what keeps the agent running.
     this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
-    this.poller.unref();
   }
 
-  /** Watches one folder's entries, then checks what is already there (watch first: nothing slips between). */
-  private watchDir(dir: string): void {
-    if (this.dirWatchers.has(dir) || this.stopped) return;
+  /**
+   * Watches one folder's entries, then checks what is already there (watch first: nothing slips between). A
+   * folder that cannot be watched (e.g. ENOSPC: fs.inotify.max_user_watches reached) is listed on every poll
+   * instead, and its watch is retried then (`retry`); listings of its parent do not list it again.
+   */
+  private watchDir(dir: string, retry = false): void {
+    if (this.dirWatchers.has(dir) || this.stopped || (this.polledDirs.has(dir) && !retry)) return;
     try {
       const w = fsWatch(dir, { persistent: true }, (event, name) => {
         if (!name) return void this.scanDir(dir);
@@ -174,17 +180,26 @@ export class Tailer {
         this.dirWatchers.delete(dir);
       });
       this.dirWatchers.set(dir, w);
+      if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
     } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") {
+        if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
+        return;
+      }
       this.reportOnce(
         `dir:${dir}`,
-        (e as NodeJS.ErrnoException).code === "EACCES" ? "permission" : "watch",
-        "cannot watch folder",
+        code === "EACCES" ? "permission" : "watch",
+        "cannot watch folder; listing it on every poll instead",
         {
           path: dir,
           err: errorMessage(e),
+          code: "IKON_ERR_WATCH",
+          hint: code === "ENOSPC" ? "raise fs.inotify.max_user_watches" : undefined,
         },
       );
-      return;
+      this.polledDirs.add(dir);
+      metrics.foldersPolled.set(this.polledDirs.size);
     }
     const scan = this.scanDir(dir);
     if (!this.initialScanDone) this.scans.push(scan);
@@ -193,6 +208,7 @@ export class Tailer {
   private unwatchDir(dir: string): void {
     this.dirWatchers.get(dir)?.close();
     this.dirWatchers.delete(dir);
+    if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
   }
 
   /** A path that is no file we read: a new subfolder to watch (native watcher), or a folder that is gone. */
@@ -204,7 +220,10 @@ export class Tailer {
   }
 
   private async scanDir(dir: string): Promise<void> {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") this.unwatchDir(dir); // gone: a root is watched again once it exists
+      return [];
+    });
     // Subfolders are watched from listings too: with chokidar this is the safety net for a folder it missed
     // (e.g. removed and made again quickly); the periodic rescan re-lists every watched folder.
     for (const e of entries) if (e.isDirectory()) this.watchDir(join(dir, e.name));
@@ -434,6 +453,10 @@ export class Tailer {
     if (this.stopped) return;
     const now = Date.now();
     for (const path of [...this.byPath.keys()]) void this.check(path);
+    // Folders without a watch (a root made after start or made again, a refused watch): try the watch again,
+    // else list them (new files are found within a poll).
+    for (const r of this.roots) if (!this.dirWatchers.has(r)) this.watchDir(r, true);
+    for (const dir of [...this.polledDirs]) this.watchDir(dir, true);
     // Safety net for lost events (inotify queue overflow): re-list folders now and then.
     if (++this.pollCount % 10 === 0) for (const dir of this.dirWatchers.keys()) void this.scanDir(dir);
     if (this.pollCount % 60 === 0) void this.forgetVanishedFinished();
@@ -513,7 +536,7 @@ export class Tailer {
     const finished = Object.entries(this.opts.checkpoints.inputs()).filter(([, s]) => s.finished);
     if (finished.length === 0) return;
     const seen = new Set<string>();
-    for (const dir of this.dirWatchers.keys()) {
+    for (const dir of [...this.dirWatchers.keys(), ...this.polledDirs]) {
       const names = await readdir(dir).catch(() => [] as string[]);
       for (const name of names) {
         const st = await stat(join(dir, name)).catch(() => undefined);
