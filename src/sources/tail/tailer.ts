@@ -1,7 +1,7 @@
 import { type FSWatcher as FsWatcher, watch as fsWatch, type Stats } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { type FSWatcher, watch } from "chokidar";
+import type { FSWatcher } from "chokidar";
 import picomatch from "picomatch";
 import type { CheckpointStore } from "../../core/checkpoint.js";
 import { errorMessage } from "../../core/errors.js";
@@ -124,6 +124,7 @@ export class Tailer {
     if (this.opts.watcher === "chokidar") {
       // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its
       // own for its files. (chokidar re-reads a folder on every change in it: see --watcher in the README.)
+      const { watch } = await import("chokidar"); // loaded only for --watcher chokidar
       this.watcher = watch(this.roots as string[], {
         ignored: (_path: string, st?: Stats) => st !== undefined && !st.isDirectory(),
         followSymlinks: false,
