@@ -16,7 +16,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { SocksClient } from "socks";
-import { v7 } from "uuid";
+import { uuidV7 as v7 } from "../src/core/cuid.js";
 import { parseDuration } from "../src/config/units.js";
 import { parseTsigSpec } from "../src/discovery/tsig.js";
 import { registerInstance } from "../src/discovery/update.js";

@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { v7 } from "uuid";
+import { uuidV7 as v7 } from "../src/core/cuid.js";
 import type { InstanceIdentity } from "../src/discovery/records.js";
 import { parseTsigSpec } from "../src/discovery/tsig.js";
 import { registerInstance, type UpdateTarget } from "../src/discovery/update.js";

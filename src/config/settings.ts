@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { type Command, Option } from "commander";
-import { z } from "zod";
 import { ERR_CONFIG_FILE, ERR_INVALID_SETTING } from "../core/errors.js";
 import { parseDuration, parseSize } from "./units.js";
 
@@ -26,7 +25,15 @@ export interface SettingDef {
 export const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 export const envName = (key: string): string => `IKONTAINER_${kebab(key).replace(/-/g, "_").toUpperCase()}`;
 
-const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])]);
+const TRUE = ["true", "1", "yes"];
+const FALSE = ["false", "0", "no"];
+
+/** A whole number in [min, max] from a number or a decimal string, else undefined. */
+function wholeNumber(raw: unknown, min: number, max: number): number | undefined {
+  const n =
+    typeof raw === "number" ? raw : typeof raw === "string" && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
+}
 
 function coerce(def: SettingDef, raw: unknown, where: string): unknown {
   const setting = `${where}`;
@@ -40,24 +47,18 @@ function coerce(def: SettingDef, raw: unknown, where: string): unknown {
       const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",") : fail("a list");
       return items.map((x) => String(x).trim()).filter((x) => x !== "");
     }
-    case "int": {
-      const r = z.coerce.number().int().nonnegative().safeParse(raw);
-      return r.success ? r.data : fail("a non-negative integer");
-    }
-    case "port": {
-      const r = z.coerce.number().int().min(0).max(65535).safeParse(raw);
-      return r.success ? r.data : fail("a port number 0-65535");
-    }
+    case "int":
+      return wholeNumber(raw, 0, Number.MAX_SAFE_INTEGER) ?? fail("a non-negative integer");
+    case "port":
+      return wholeNumber(raw, 0, 65535) ?? fail("a port number 0-65535");
     case "size":
       return parseSize(raw as string, setting);
     case "duration":
       return parseDuration(raw as string, setting);
-    case "bool": {
-      const r = bool.safeParse(raw);
-      return r.success
-        ? r.data === true || ["true", "1", "yes"].includes(String(r.data))
-        : fail("true or false");
-    }
+    case "bool":
+      if (typeof raw === "boolean") return raw;
+      if (TRUE.includes(String(raw))) return true;
+      return FALSE.includes(String(raw)) ? false : fail("true or false");
     case "enum":
       return def.choices?.includes(String(raw)) ? String(raw) : fail(`one of ${def.choices?.join(", ")}`);
   }

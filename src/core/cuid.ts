@@ -1,6 +1,6 @@
+import { randomBytes, randomUUID } from "node:crypto";
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { v4, v7, validate } from "uuid";
 import { ERR_STATE_DIR } from "./errors.js";
 
 /**
@@ -15,8 +15,25 @@ export interface CuidRecord {
   created_at: string;
 }
 
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+/** A UUID of version 1–8 with the RFC 9562 variant. */
+export function isUuid(s: unknown): s is string {
+  return typeof s === "string" && UUID_RE.test(s);
+}
+
+/** UUID v7 (RFC 9562 §5.7): 48-bit Unix time in ms, version 7, 74 random bits, the RFC variant. */
+export function uuidV7(now = Date.now()): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(now, 0, 6);
+  b[6] = 0x70 | (b[6]! & 0x0f);
+  b[8] = 0x80 | (b[8]! & 0x3f);
+  const h = b.toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 export function newCuid(version: 4 | 7): string {
-  return version === 4 ? v4() : v7();
+  return version === 4 ? randomUUID() : uuidV7();
 }
 
 export function cuidPath(stateDir: string): string {
@@ -33,7 +50,7 @@ export function readCuid(stateDir: string): CuidRecord | undefined {
   }
   try {
     const rec = JSON.parse(text) as CuidRecord;
-    if (validate(rec.cuid)) return rec;
+    if (isUuid(rec.cuid)) return rec;
   } catch {
     // fall through
   }

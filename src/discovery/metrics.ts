@@ -1,5 +1,5 @@
-import { Counter, Gauge } from "prom-client";
 import { registry } from "../observe/metrics.js";
+import { Counter, Gauge } from "../observe/prom.js";
 
 /** DNS registration and discovery metrics, on the agent's one registry (served at /metrics). */
 export const dnsMetrics = {

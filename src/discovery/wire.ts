@@ -1,4 +1,4 @@
-import dnsPacket from "dns-packet";
+import { createRequire } from "node:module";
 
 /**
  * DNS wire format pieces that dns-packet does not cover: UPDATE messages (RFC 2136) need class NONE (254)
@@ -15,7 +15,18 @@ interface DnsPacketInternals {
   name: Codec<string> & { decode: Codec<string>["decode"] & { bytes: number } };
   record(type: string): Codec<unknown> & { decode: Codec<unknown>["decode"] & { bytes: number } };
 }
-const internals = dnsPacket as unknown as DnsPacketInternals;
+// Loaded on first use: `run` reads the DNS settings (and this module) even when it publishes nothing.
+let loaded: DnsPacketInternals | undefined;
+const internals = {
+  get name() {
+    loaded ??= createRequire(import.meta.url)("dns-packet") as DnsPacketInternals;
+    return loaded.name;
+  },
+  record(type: string) {
+    loaded ??= createRequire(import.meta.url)("dns-packet") as DnsPacketInternals;
+    return loaded.record(type);
+  },
+};
 
 export const CLASS = { IN: 1, NONE: 254, ANY: 255 } as const;
 export const TYPE = {

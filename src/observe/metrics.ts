@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "./prom.js";
 
 /** One registry for the whole agent; modules add their metrics to `registry`. */
 export const registry = new Registry();

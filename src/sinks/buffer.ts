@@ -2,12 +2,12 @@ import { createHash } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import { Counter, Gauge } from "prom-client";
 import { ERR_SINK, ERR_STATE_DIR, errorMessage } from "../core/errors.js";
 import type { LineBatch, LogLine, StreamInfo } from "../core/record.js";
 import type { Logger } from "../observe/logger.js";
 import { silentLogger } from "../observe/logger.js";
 import { registry } from "../observe/metrics.js";
+import { Counter, Gauge } from "../observe/prom.js";
 import type { Sink, SinkReceipt } from "./sink.js";
 
 /**

@@ -9,7 +9,6 @@ import {
   FluentError,
   FluentSocketEvent,
 } from "@fluent-org/logger";
-import { Counter } from "prom-client";
 import { BUFFER_SETTINGS } from "../config/buffer.js";
 import { FLUENTD_SETTINGS, type FluentdSettings } from "../config/fluentd.js";
 import { kebab, resolveSettings } from "../config/settings.js";
@@ -19,6 +18,7 @@ import type { LineBatch, LogLine } from "../core/record.js";
 import type { Logger } from "../observe/logger.js";
 import { createLogger, silentLogger } from "../observe/logger.js";
 import { registry } from "../observe/metrics.js";
+import { Counter } from "../observe/prom.js";
 import { type StructuredOptions, streamIdentity, toStructured } from "../transforms/tag.js";
 import { BufferedSink, bufferDirName } from "./buffer.js";
 import { documentId } from "./elasticsearch.js";

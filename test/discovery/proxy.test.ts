@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { Socket } from "node:net";
 import { promisify } from "node:util";
 import { SocksClient } from "socks";
-import { v7 } from "uuid";
+import { uuidV7 as v7 } from "../../src/core/cuid.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";

@@ -1,4 +1,4 @@
-import { v7 } from "uuid";
+import { uuidV7 as v7 } from "../../src/core/cuid.js";
 import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";
 import type { UpdateTarget } from "../../src/discovery/update.js";
