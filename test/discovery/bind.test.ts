@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { uuidV7 as v7 } from "../../src/core/cuid.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { uuidV7 as v7 } from "../../src/core/cuid.js";
 import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { readTsigFile } from "../../src/discovery/tsig.js";
 import {
