@@ -927,10 +927,12 @@ function snapshotAgent(workDir: string): Record<string, unknown> {
     }
   };
   if (existsSync(BUILT_CLI)) {
-    // dist/ and the package.json it reads its version from; node_modules resolve from the repo above
+    // dist/, the package.json it reads its version from, and node_modules: an `npm install` or uninstall in
+    // the repo during the run must not change (or break) the agent under test.
     const snap = join(workDir, "agent");
     cpSync(join(ROOT, "dist"), join(snap, "dist"), { recursive: true });
     copyFileSync(join(ROOT, "package.json"), join(snap, "package.json"));
+    cpSync(join(ROOT, "node_modules"), join(snap, "node_modules"), { recursive: true, verbatimSymlinks: true });
     CLI = join(snap, "dist/cli/main.js");
   }
   return {
