@@ -90,7 +90,7 @@ describe("folders the kernel will not watch, and roots that come and go", () => 
     60_000,
   );
 
-  it("a watched folder made after start, removed and made again: its files are read", async () => {
+  it("a watched folder made after start, removed and made again (at once, and after a while): its files are read", async () => {
     const d = setup();
     const agent = startCli([
       "run",
@@ -112,14 +112,20 @@ describe("folders the kernel will not watch, and roots that come and go", () => 
     mkdirSync(d.logs);
     writeFileSync(join(d.logs, "a.log"), "r1\n");
     await until(() => texts(d.out).length >= 1);
+    // Removed and made again at once: the old watch is dead (it watched the removed folder's inode).
     rmSync(d.logs, { recursive: true });
-    await sleep(1500); // the rescan (every 10 polls) finds the folder gone
     mkdirSync(d.logs);
     writeFileSync(join(d.logs, "b.log"), "r2\n");
     await until(() => texts(d.out).length >= 2);
-    appendFileSync(join(d.logs, "b.log"), "r3\n");
+    // Removed, gone for a while, made again.
+    rmSync(d.logs, { recursive: true });
+    await sleep(1500);
+    mkdirSync(d.logs);
+    writeFileSync(join(d.logs, "c.log"), "r3\n");
     await until(() => texts(d.out).length >= 3);
+    appendFileSync(join(d.logs, "c.log"), "r4\n");
+    await until(() => texts(d.out).length >= 4);
     await stopAgent(agent);
-    expect(texts(d.out).sort()).toEqual(["r1", "r2", "r3"]);
+    expect(texts(d.out).sort()).toEqual(["r1", "r2", "r3", "r4"]);
   }, 60_000);
 });

@@ -1,4 +1,4 @@
-import { type FSWatcher as FsWatcher, watch as fsWatch, type Stats } from "node:fs";
+import { type FSWatcher as FsWatcher, watch as fsWatch, type Stats, statSync } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { FSWatcher } from "chokidar";
@@ -66,6 +66,8 @@ export class Tailer {
   private readonly finishedInodes = new Set<string>();
   private watcher: FSWatcher | undefined;
   private readonly dirWatchers = new Map<string, FsWatcher>();
+  /** The identity (device + inode) of each watched folder when its watch was made. */
+  private readonly dirIds = new Map<string, string>();
   /** Folders the kernel would not watch (inotify limit, permission): listed on every poll instead. */
   private readonly polledDirs = new Set<string>();
   private scans: Promise<void>[] = [];
@@ -167,8 +169,12 @@ export class Tailer {
   private watchDir(dir: string, retry = false): void {
     if (this.dirWatchers.has(dir) || this.stopped || (this.polledDirs.has(dir) && !retry)) return;
     try {
+      const id = idOf(statSync(dir));
       const w = fsWatch(dir, { persistent: true }, (event, name) => {
         if (!name) return void this.scanDir(dir);
+        // The folder itself was removed or renamed (inotify reports it under its own name): a folder made again
+        // under this path is a new one to watch.
+        if (name.toString() === basename(dir)) void this.recheckDir(dir);
         const path = join(dir, name.toString());
         // Content changed in a file already open under this name: just read on (the reader finds truncation
         // itself). Creation, deletion and renames ("rename" events) get the full identity check.
@@ -181,6 +187,7 @@ export class Tailer {
         this.dirWatchers.delete(dir);
       });
       this.dirWatchers.set(dir, w);
+      this.dirIds.set(dir, id);
       if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -209,6 +216,7 @@ export class Tailer {
   private unwatchDir(dir: string): void {
     this.dirWatchers.get(dir)?.close();
     this.dirWatchers.delete(dir);
+    this.dirIds.delete(dir);
     if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
   }
 
@@ -218,6 +226,15 @@ export class Tailer {
     const l = await lstat(path).catch(() => undefined);
     if (!l) return this.unwatchDir(path);
     if (l.isDirectory()) this.watchDir(path); // symlinked folders are not followed
+  }
+
+  /** A watched folder gone or replaced by another one under the same path: drop its watch, watch the new one. */
+  private async recheckDir(dir: string): Promise<void> {
+    const st = await stat(dir).catch(() => undefined);
+    const watchedId = this.dirIds.get(dir);
+    if (watchedId === undefined || (st && idOf(st) === watchedId)) return;
+    this.unwatchDir(dir);
+    if (st?.isDirectory()) this.watchDir(dir);
   }
 
   private async scanDir(dir: string): Promise<void> {
@@ -459,7 +476,8 @@ export class Tailer {
     for (const r of this.roots) if (!this.dirWatchers.has(r)) this.watchDir(r, true);
     for (const dir of [...this.polledDirs]) this.watchDir(dir, true);
     // Safety net for lost events (inotify queue overflow): re-list folders now and then.
-    if (++this.pollCount % 10 === 0) for (const dir of this.dirWatchers.keys()) void this.scanDir(dir);
+    if (++this.pollCount % 10 === 0)
+      for (const dir of [...this.dirWatchers.keys()]) void this.recheckDir(dir).then(() => this.scanDir(dir));
     if (this.pollCount % 60 === 0) void this.forgetVanishedFinished();
     for (const r of [...this.byInode.values()]) {
       if (r.detachedAt === undefined) continue;
