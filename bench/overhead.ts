@@ -932,7 +932,10 @@ function snapshotAgent(workDir: string): Record<string, unknown> {
     const snap = join(workDir, "agent");
     cpSync(join(ROOT, "dist"), join(snap, "dist"), { recursive: true });
     copyFileSync(join(ROOT, "package.json"), join(snap, "package.json"));
-    cpSync(join(ROOT, "node_modules"), join(snap, "node_modules"), { recursive: true, verbatimSymlinks: true });
+    cpSync(join(ROOT, "node_modules"), join(snap, "node_modules"), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
     CLI = join(snap, "dist/cli/main.js");
   }
   return {
