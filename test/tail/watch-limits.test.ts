@@ -15,6 +15,19 @@ function setup() {
   return { root, logs: join(root, "logs"), out: join(root, "out"), state: join(root, "state") };
 }
 
+const agentArgs = (d: ReturnType<typeof setup>, extra: string[]) => [
+  "run",
+  "--watch",
+  d.logs,
+  "--output",
+  `file:${d.out}`,
+  "--state-dir",
+  d.state,
+  "--svc",
+  "wl",
+  ...extra,
+];
+
 /** A user namespace of our own whose inotify watch limit we may lower (Linux ≥ 5.11 keeps the limits per namespace). */
 const LIMIT_SH = 'echo "$IKON_WATCH_LIMIT" > /proc/sys/user/max_inotify_watches && exec "$@"';
 const canLimitWatches =
@@ -39,23 +52,7 @@ describe("folders the kernel will not watch, and roots that come and go", () => 
       }
       for (const p of [d.root, d.out, d.state, d.logs]) chmodSync(p, 0o777);
       const agent = startCli(
-        [
-          "run",
-          "--watch",
-          d.logs,
-          "--output",
-          `file:${d.out}`,
-          "--state-dir",
-          d.state,
-          "--svc",
-          "wl",
-          "--poll-interval",
-          "200ms",
-          "--metrics-port",
-          "0",
-          "--metrics-host",
-          "127.0.0.1",
-        ],
+        agentArgs(d, ["--poll-interval", "200ms", "--metrics-port", "0", "--metrics-host", "127.0.0.1"]),
         // Three watches: the root and two of the five folders; the other three are refused (ENOSPC).
         {
           prefix: ["unshare", "-U", "-r", "sh", "-c", LIMIT_SH, "sh"],
@@ -92,21 +89,7 @@ describe("folders the kernel will not watch, and roots that come and go", () => 
 
   it("a watched folder made after start, removed and made again (at once, and after a while): its files are read", async () => {
     const d = setup();
-    const agent = startCli([
-      "run",
-      "--watch",
-      d.logs,
-      "--output",
-      `file:${d.out}`,
-      "--state-dir",
-      d.state,
-      "--svc",
-      "wl",
-      "--poll-interval",
-      "100ms",
-      "--linger",
-      "200ms",
-    ]);
+    const agent = startCli(agentArgs(d, ["--poll-interval", "100ms", "--linger", "200ms"]));
     await agent.waitForLog("watched folder does not exist (yet); files created there later are picked up");
     await agent.waitForLog("tailing");
     mkdirSync(d.logs);
