@@ -82,6 +82,10 @@ base_tar() {
   need_root_tools
   command -v debootstrap >/dev/null 2>&1 || die "debootstrap is not installed: run scripts/docker.sh install"
   mkdir -p "$CACHE"
+  # Test runs of several work trees share the cache: one makes the base, the others wait for it.
+  exec 8>"$CACHE/base.lock"
+  flock 8
+  [ -s "$BASE_TAR" ] && { flock -u 8; return 0; }
   WORK=$(mktemp -d "$CACHE/base.XXXXXX")
   work=$WORK
   say "building the base root filesystem (debootstrap bookworm from $(debian_mirror), Node $NODE_VERSION)"
@@ -102,6 +106,7 @@ base_tar() {
   tar -C "$work/root" --numeric-owner -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
   rm -rf "$work"
   WORK=""
+  flock -u 8
 }
 
 # Imports the cached tarball, then adds this machine's CA bundle in its own layer: the npm registry is reached
