@@ -217,15 +217,16 @@ reap_engine() { [ -d "$ENGINE/leases" ] && [ "$(live_leases)" -eq 0 ] && stop_da
 
 build_image() {
   running || die "the engine is not running: scripts/docker.sh start"
-  base_image
+  locked base_image # once, when the test and `save` build at the same time
   say "building $IMAGE on $BASE_IMAGE"
-  client build -q --network host --build-arg "BASE=$BASE_IMAGE" --iidfile "$ENGINE/iid" -t "$IMAGE" "$ROOT" \
-    >"$ENGINE/build.log" 2>&1 || { tail -30 "$ENGINE/build.log" >&2; die "docker build failed (log above)"; }
+  client build -q --network host --build-arg "BASE=$BASE_IMAGE" --iidfile "$ENGINE/iid.$$" -t "$IMAGE" "$ROOT" \
+    >"$ENGINE/build.$$.log" 2>&1 || { tail -30 "$ENGINE/build.$$.log" >&2; die "docker build failed (log above)"; }
   # Earlier builds leave untagged images (the build stages are untagged too, and are the next build's cache):
   # drop only old ones.
   client image prune -f --filter until=72h >/dev/null 2>&1 || true
-  cat "$ENGINE/iid"
+  cat "$ENGINE/iid.$$"
   echo
+  rm -f "$ENGINE/iid.$$" "$ENGINE/build.$$.log"
 }
 
 cmd=${1:-}
