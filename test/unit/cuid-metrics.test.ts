@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isUuid, newCuid, uuidV7 } from "../../src/core/cuid.js";
 import { Counter, Gauge, Registry } from "../../src/observe/prom.js";
@@ -24,6 +26,26 @@ describe("CUIDs (RFC 9562)", () => {
       7,
     ])
       expect(isUuid(bad), String(bad)).toBe(false);
+  });
+
+  it("v7 CUIDs minted by one process are strictly increasing, also within one millisecond", () => {
+    const cuids = Array.from({ length: 10_000 }, () => newCuid(7));
+    let sameMs = 0;
+    for (let i = 1; i < cuids.length; i++) {
+      expect(cuids[i]! > cuids[i - 1]!, `${cuids[i - 1]} then ${cuids[i]}`).toBe(true);
+      if (cuids[i]!.slice(0, 13) === cuids[i - 1]!.slice(0, 13)) sameMs++;
+    }
+    expect(sameMs).toBeGreaterThan(100); // the case that matters happened
+  });
+
+  it("the uuid package is imported only where CUIDs are minted (src/core/cuid.ts)", () => {
+    const src = new URL("../../src/", import.meta.url).pathname;
+    const importers = (readdirSync(src, { recursive: true }) as string[])
+      .filter((f) => f.endsWith(".ts"))
+      .filter((f) =>
+        /from "uuid"|import\("uuid"\)|require\("uuid"\)/.test(readFileSync(join(src, f), "utf8")),
+      );
+    expect(importers).toEqual(["core/cuid.ts"]);
   });
 });
 
