@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from "node:fs";
+import { cpSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { sharedElasticsearch } from "../fixtures/elasticsearch.js";
@@ -155,6 +155,43 @@ describe("real pipeline under faults", () => {
     await writer;
     await expectAllOnce(s, total, () => b.stderr() + s.f.log());
     await stopAgent(b, "SIGTERM");
+  }, 420_000);
+
+  it("lines fluentd acknowledged, sent again (the agent's state rolled back to before the acks): stored once", async () => {
+    // The documented at-least-once window, made deterministic: the agent dies after fluentd acknowledged
+    // but before it recorded that, so it sends the same lines again. Every line carries the same
+    // ikontainer_id both times, and fluentd's id_key makes that the _id: the second write is a new version
+    // of the same document, not a second document.
+    const s = await setup("resend");
+    const a = agent(s);
+    await a.waitForLog("tailing", 30_000);
+    const before = `${s.state}.before`;
+    cpSync(s.state, before, { recursive: true });
+    cleanup.push(() => rmSync(before, { recursive: true, force: true }));
+    const total = 2000;
+    await runWriter([join(s.logs, "app.log"), total, 4000, "none", 0, "rs", 100]);
+    await waitForDocs(url, s.f.o.indexPrefix, total, 150_000, () => a.stderr() + s.f.log());
+    await stopAgent(a, "SIGTERM");
+    rmSync(s.state, { recursive: true, force: true });
+    cpSync(before, s.state, { recursive: true });
+    const b = agent(s);
+    // progress = documents written a second time; fails when that stops moving
+    let last = -1;
+    let since = Date.now();
+    for (;;) {
+      const again = (await docs(url, s.f.o.indexPrefix)).filter((d) => d.version >= 2).length;
+      if (again >= total) break;
+      if (again !== last) {
+        last = again;
+        since = Date.now();
+      } else if (Date.now() - since > 120_000)
+        throw new Error(`${again} of ${total} documents written again; stalled\n${b.stderr()}${s.f.log()}`);
+      await sleep(1000);
+    }
+    await stopAgent(b, "SIGTERM");
+    const stored = await docs(url, s.f.o.indexPrefix);
+    expect(exactlyOnce(stored, total)).toEqual({ missing: 0, dup: 0, idsDistinct: true });
+    expect(stored).toHaveLength(total);
   }, 420_000);
 
   it("wrong shared key: the agent says authentication failed and keeps the lines; with the right key all arrive once", async () => {

@@ -14,6 +14,8 @@ export interface Doc {
   cuid: string;
   request_id?: string;
   index: string;
+  /** How many times this _id was written (a resend with the same _id makes it 2). */
+  version: number;
 }
 
 /** A fluentd of the shipped config, with its own index prefix (and the agents' index template on it). */
@@ -74,7 +76,7 @@ export async function docs(url: string, prefix: string, cuid?: string): Promise<
   type Page = {
     _scroll_id?: string;
     hits: {
-      hits: Array<{ _id: string; _index: string; _source: Record<string, string> }>;
+      hits: Array<{ _id: string; _index: string; _version: number; _source: Record<string, string> }>;
     };
   };
   const out: Doc[] = [];
@@ -84,6 +86,7 @@ export async function docs(url: string, prefix: string, cuid?: string): Promise<
     `/${pattern}/_search?scroll=1m&ignore_unavailable=true&allow_no_indices=true`,
     {
       size: 5000,
+      version: true,
       _source: ["message", "ikontainer_CUID", "request_id"],
       query: cuid ? { term: { ikontainer_CUID: cuid } } : { match_all: {} },
     },
@@ -94,6 +97,7 @@ export async function docs(url: string, prefix: string, cuid?: string): Promise<
       out.push({
         _id: h._id,
         index: h._index,
+        version: h._version,
         message: h._source.message ?? "",
         cuid: h._source.ikontainer_CUID ?? "",
         ...(h._source.request_id ? { request_id: h._source.request_id } : {}),
