@@ -72,6 +72,10 @@ root_plugin() {
   dest=$HOME_DIR/plugins/ikontainer-es-root
   sum=$(cat "$ROOT_PLUGIN_SRC/plugin-descriptor.properties.in" $(find "$ROOT_PLUGIN_SRC/src" -name '*.java' | sort) | sha256sum | cut -c1-16)
   [ "$(cat "$dest/.source-sum" 2>/dev/null)" = "$sum" ] && return 0
+  # one builder at a time (concurrent fetches); the next one finds the plugin current
+  exec 8>"$BASE/root-plugin.lock"
+  flock 8
+  [ "$(cat "$dest/.source-sum" 2>/dev/null)" = "$sum" ] && { exec 8>&-; return 0; }
   jdk=$(java_home)
   [ -x "$jdk/bin/javac" ] || { apt_install openjdk-17-jdk-headless; jdk=$(java_home); }
   [ -x "$jdk/bin/javac" ] || die "javac (JDK 17) is needed to build the GET / plugin (apt-get install openjdk-17-jdk-headless)"
@@ -87,6 +91,7 @@ root_plugin() {
   [ -d "$dest" ] && mv "$dest" "$tmp/old"
   mv "$tmp/plugin" "$dest"
   rm -rf "$tmp"
+  exec 8>&-
   log "installed the GET / plugin into $dest"
 }
 
@@ -162,6 +167,10 @@ start() {
     port=$(cat "$dir/port")
     wait_healthy "$port" "$(cat "$dir/pid")" "$dir"
     log "already running on http://127.0.0.1:$port"
+    # a node started before the GET / plugin was installed lacks it until restarted
+    if command -v curl >/dev/null 2>&1 && [ "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$port/")" != 200 ]; then
+      log "warning: this node does not answer GET / (started without the plugin): stop and start it again"
+    fi
     return 0
   fi
   mkdir -p "$dir/config" "$dir/data" "$dir/logs"

@@ -20,6 +20,13 @@ export interface Doc {
 
 /** A fluentd of the shipped config, with its own index prefix (and the agents' index template on it). */
 export async function pipelineFluentd(esUrl: string, name: string): Promise<RealFluentd> {
+  // fluentd's Elasticsearch client checks the product with GET / before every first bulk
+  const root = await fetch(`${esUrl}/`, { signal: AbortSignal.timeout(10_000) });
+  if (root.status !== 200 || root.headers.get("x-elastic-product") !== "Elasticsearch")
+    throw new Error(
+      `Elasticsearch at ${esUrl} answers GET / with ${root.status}: it was started without the ikontainer-es-root ` +
+        "plugin (docs/elasticsearch.md); stop it and start it again with scripts/elasticsearch.sh, which installs it",
+    );
   const indexPrefix = `t-${randomUUID().slice(0, 8)}-${name}`;
   // What the agent's Elasticsearch output installs at start; with fluentd as the only path it is applied
   // once beforehand (docs/fluentd.md), so CUID and request ID are keyword fields the queries can match.
