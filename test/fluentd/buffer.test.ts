@@ -286,6 +286,7 @@ describe("BufferedSink: durable, bounded on-disk queue in front of fluentd", () 
     const gc = runInNewContext("gc") as () => void;
     const live = () => {
       gc();
+      gc(); // a second pass frees the Buffers whose wrappers the first one collected
       // Buffers live outside the JS heap: count them too, or held frames would not show
       const m = process.memoryUsage();
       return m.heapUsed + m.external;
@@ -306,17 +307,19 @@ describe("BufferedSink: durable, bounded on-disk queue in front of fluentd", () 
     samples.push(live());
     expect(count).toBe(n);
     expect(dup).toBe(0);
-    // Flat = it does not grow with what went through: ~6 MB of lines pass in the second half alone, so
-    // holding even a fraction of them would raise the second half's peak above the first half's.
+    // Flat = it does not grow with what went through: ~6 MB of lines pass in the second half alone, and a
+    // queue that kept them (as frames: ~11 MB) would lift the second half's samples by that much. Medians,
+    // because a sample can catch garbage a collection has not released yet.
     const mb = (b: number) => b / 1e6;
+    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
     const half = Math.floor(samples.length / 2);
-    const firstPeak = Math.max(...samples.slice(0, half));
-    const secondPeak = Math.max(...samples.slice(half));
+    const firstHalf = median(samples.slice(0, half));
+    const secondHalf = median(samples.slice(half));
     const rssMb = mb(peakRss - rss0);
     console.log(
-      `slow receiver: live memory (heap + external) growth ${mb(Math.max(...samples) - base).toFixed(1)} MB (first half peak ${mb(firstPeak - base).toFixed(1)} MB, second half ${mb(secondPeak - base).toFixed(1)} MB), RSS growth ${rssMb.toFixed(1)} MB for ${n} lines`,
+      `slow receiver: live memory (heap + external) growth ${mb(Math.max(...samples) - base).toFixed(1)} MB at most; median ${mb(firstHalf - base).toFixed(1)} MB in the first half, ${mb(secondHalf - base).toFixed(1)} MB in the second; RSS growth ${rssMb.toFixed(1)} MB for ${n} lines`,
     );
-    expect(mb(secondPeak - firstPeak)).toBeLessThan(1.5);
+    expect(mb(secondHalf - firstHalf)).toBeLessThan(4);
     expect(await metric("ikontainer_buffer_blocked_writes_total", s.id)).toBeGreaterThan(0);
   }, 300_000);
 });
