@@ -1,19 +1,23 @@
 /**
- * fluentd output throughput: lines/s and CPU of the agent's fluentd path, beside a reference in the same run.
+ * fluentd output throughput: lines/s and CPU of the agent's fluentd path into real fluentd, beside a reference
+ * client into the same fluentd, in the same run.
  *
  *   npm run bench:fluentd
  *   node bench/.work/dist/bench/fluentd-throughput.js --lines 500000
  *
- * The forward receiver (test/fixtures/forward-server.ts: stores each chunk, then acks) runs in a child
- * process so the figures are the sender's own. Three senders, one after another, same records:
+ * The receiver is fluentd 1.16 (scripts/fluentd.sh) with the `<source>` deploy/ ships (in_forward over TLS with
+ * the shared key); its `<match>` is replaced by a null output, so the figures are the forward leg (decode,
+ * handshake, ack) and not Elasticsearch's indexing (that path is in bench/overhead.ts). Three senders, one after
+ * another, same records, each timed until fluentd acknowledged its last chunk:
  *   reference  a minimal script: @fluent-org/logger with acks, PackedForward, ~1 MiB batches, awaited in turn
  *   direct     FluentdSink (records from toStructured, one chunk per batch, acked) with --no-buffer
  *   buffered   BufferedSink(FluentdSink): batches appended to the on-disk queue (fdatasync per group),
- *              delivered by the background sender; timed until fluentd acknowledged the last line
- * Results: bench/results/fluentd-throughput-<stamp>.json
+ *              delivered by the background sender
+ * Results: bench/results/fluentd-throughput-<stamp>.json (with the load average: the machine may be shared)
  */
-import { type ChildProcess, fork } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,37 +28,27 @@ import { BufferedSink } from "../src/sinks/buffer.js";
 import { FluentdSink } from "../src/sinks/fluentd.js";
 import { RequestIdExtractor } from "../src/transforms/request-id.js";
 import { type StructuredOptions, toStructured } from "../src/transforms/tag.js";
-import { ForwardReceiver } from "../test/fixtures/forward-server.js";
+import { RealFluentd } from "../test/fixtures/fluentd.js";
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const { values: args } = parseArgs({
   options: {
     lines: { type: "string", default: "500000" },
-    receiver: { type: "boolean", default: false },
     out: { type: "string", default: join(ROOT, "bench", "results") },
   },
 });
 
-// ---- child: the receiver ------------------------------------------------------------------------------
-if (args.receiver) {
-  const r = new ForwardReceiver();
-  let count = 0;
-  r.stored.push = (...items) => {
-    count += items.length;
-    return 0;
-  };
-  await r.start();
-  process.send!({ port: r.port });
-  process.on("message", (m: { cmd: string }) => {
-    if (m.cmd === "count") process.send!({ count });
-    if (m.cmd === "reset") {
-      count = 0;
-      process.send!({ reset: true });
-    }
-    if (m.cmd === "stop") void r.stop().then(() => process.exit(0));
+await main();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
   });
-} else {
-  await main();
 }
 
 function ticksOf(pid: number): number {
@@ -89,21 +83,28 @@ function makeBatches(n: number, stream: StreamInfo): LineBatch[] {
 
 async function main(): Promise<void> {
   const N = Number(args.lines);
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ["--receiver"], { stdio: "inherit" });
-  const ask = <T>(cmd: string, key: string) =>
-    new Promise<T>((resolve) => {
-      const on = (m: Record<string, unknown>) => {
-        if (key in m) {
-          child.off("message", on);
-          resolve(m[key] as T);
-        }
-      };
-      child.on("message", on);
-      child.send({ cmd });
-    });
-  const port = await new Promise<number>((resolve) =>
-    child.once("message", (m: { port: number }) => resolve(m.port)),
-  );
+  const sharedKey = randomBytes(16).toString("hex");
+  const dir = mkdtempSync(join(os.tmpdir(), "ikon-bench-fluentd-"));
+  const fluentd = new RealFluentd(join(dir, "fluentd"), {
+    esUrl: "http://127.0.0.1:9",
+    indexPrefix: "unused",
+    sharedKey,
+    port: await freePort(),
+    match: "<match ikontainer.**>\n  @type null\n</match>",
+  });
+  await fluentd.start();
+  const fluentdPid = fluentd.pid()!;
+  // fluentd is stopped by its pid however the run ends
+  process.once("exit", () => {
+    try {
+      process.kill(fluentdPid, "SIGTERM");
+    } catch {
+      // already stopped
+    }
+  });
+  const port = fluentd.o.port;
+  const tls = { ca: readFileSync(fluentd.tls.ca) };
+  const security = { clientHostname: "bench", sharedKey };
   const stream: StreamInfo = {
     key: "file:0:app.log",
     path: "/var/log/app/app.log",
@@ -119,22 +120,18 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
 
   async function measure(name: string, send: () => Promise<void>): Promise<void> {
-    await ask("reset", "reset");
     global.gc?.();
+    const load0 = os.loadavg()[0]!;
     const c0 = process.cpuUsage();
-    const r0 = ticksOf(child.pid!);
+    const r0 = ticksOf(fluentdPid);
     const rss0 = process.memoryUsage().rss;
     let peakRss = rss0;
     const sampler = setInterval(() => {
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
     }, 50);
     const t0 = performance.now();
+    // every sender resolves only once fluentd acknowledged its last chunk
     await send();
-    let got = await ask<number>("count", "count");
-    while (got < N) {
-      await new Promise((r) => setTimeout(r, 10));
-      got = await ask<number>("count", "count");
-    }
     const s = (performance.now() - t0) / 1000;
     clearInterval(sampler);
     const c = process.cpuUsage(c0);
@@ -144,9 +141,9 @@ async function main(): Promise<void> {
       lines_per_s: Math.round(N / s),
       sender_cpu_s: Number(cpuS.toFixed(3)),
       sender_cpu_per_100k_lines_s: Number(((cpuS * 100_000) / N).toFixed(3)),
-      receiver_cpu_s: (ticksOf(child.pid!) - r0) / 100,
+      fluentd_cpu_s: (ticksOf(fluentdPid) - r0) / 100,
       sender_peak_rss_growth_mb: Number(((peakRss - rss0) / 1e6).toFixed(1)),
-      received: got,
+      loadavg_1m: [Number(load0.toFixed(2)), Number(os.loadavg()[0]!.toFixed(2))],
     };
     console.log(name, results[name]);
   }
@@ -155,7 +152,8 @@ async function main(): Promise<void> {
     const client = new FluentClient(null, {
       eventMode: "PackedForward",
       ack: { ackTimeout: 30_000 },
-      socket: { host: "127.0.0.1", port },
+      socket: { host: "127.0.0.1", port, tls },
+      security,
     });
     for (const b of batches) {
       const ps = b.lines.map((l) => {
@@ -168,16 +166,15 @@ async function main(): Promise<void> {
   });
 
   await measure("direct", async () => {
-    const sink = new FluentdSink({ host: "127.0.0.1", port, structured });
+    const sink = new FluentdSink({ host: "127.0.0.1", port, structured, tls, security });
     for (const b of batches) await sink.write(b);
     await sink.close();
   });
 
-  const dir = mkdtempSync(join(os.tmpdir(), "ikon-bench-fluentd-"));
   try {
     await measure("buffered", async () => {
-      const sink = new BufferedSink(new FluentdSink({ host: "127.0.0.1", port, structured }), {
-        dir,
+      const sink = new BufferedSink(new FluentdSink({ host: "127.0.0.1", port, structured, tls, security }), {
+        dir: join(dir, "buffer"),
         maxBytes: 256 * 1024 * 1024,
       });
       await sink.recover({});
@@ -186,15 +183,16 @@ async function main(): Promise<void> {
       await sink.close();
     });
   } finally {
+    await fluentd.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 
-  child.send({ cmd: "stop" });
   const ref = results.reference as { lines_per_s: number };
   const out = {
     benchmark: "fluentd-throughput",
     date: new Date().toISOString(),
     lines: N,
+    receiver: "fluentd 1.16.11 in_forward (TLS, shared key, acks) from deploy/'s fluent.conf, null output",
     line_bytes_avg: Math.round(batches[batches.length - 1]!.endOffset / N),
     machine: {
       cpus: os.cpus().length,

@@ -7,8 +7,10 @@
  *
  * Conditions, interleaved in one run (each (repetition, rate) block runs every condition once, in a shuffled
  * order, each on a freshly started app): no agent; `ikontainer run` per service with the file sink, with the
- * fluentd sink (to a FluentServer in this process), with the Elasticsearch sink (real Elasticsearch via
- * scripts/elasticsearch.sh); `ikontainer exec` per service; the paper's mechanism (bench/baselines/paper-agent.sh).
+ * fluentd sink through real fluentd into Elasticsearch (the paper's path: agent → fluentd → Elasticsearch, with
+ * the fluent.conf deploy/ ships, started per trial by scripts/fluentd.sh), with the Elasticsearch sink (real
+ * Elasticsearch via scripts/elasticsearch.sh); `ikontainer exec` per service; the paper's mechanism
+ * (bench/baselines/paper-agent.sh).
  * Results: bench/results/overhead-<stamp>.json, .md (table), .svg (chart) and overhead-<stamp>/ (Locust CSVs).
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
@@ -28,8 +30,9 @@ import os from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { FluentServer } from "@fluent-org/logger";
 import { parseDuration } from "../src/config/units.js";
+import { logsIndexTemplate } from "../src/sinks/elasticsearch-schema.js";
+import { FLUENTD_SCRIPT, RealFluentd } from "../test/fixtures/fluentd.js";
 import {
   freePort,
   type RunningApp,
@@ -71,7 +74,7 @@ export type Condition = (typeof CONDITIONS)[number];
 const LABELS: Record<Condition | "none-loadgen", string> = {
   none: "no agent",
   file: "agent (run) → file",
-  fluentd: "agent (run) → fluentd",
+  fluentd: "agent (run) → fluentd → Elasticsearch",
   elasticsearch: "agent (run) → Elasticsearch",
   exec: "agent (exec) → file",
   paper: "paper's script",
@@ -133,36 +136,6 @@ const log = (msg: string) =>
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------- receivers
-
-/** The fluentd stand-in: a forward-protocol server counting what it received, per trial. */
-class FluentReceiver {
-  private server = new FluentServer({ listenOptions: { port: 0, host: "127.0.0.1" } });
-  tally: Tally = newTally();
-  records = 0;
-
-  async start(): Promise<number> {
-    this.server.on("entry", (_tag: string, _time: unknown, record: Record<string, unknown>) => {
-      this.records++;
-      countLine(
-        this.tally,
-        String(record.message ?? ""),
-        record.svc as string | undefined,
-        record.ikontainer_CUID as string | undefined,
-      );
-    });
-    await this.server.listen();
-    return this.server.port!;
-  }
-
-  reset(): void {
-    this.tally = newTally();
-    this.records = 0;
-  }
-
-  close(): Promise<void> {
-    return this.server.close();
-  }
-}
 
 /** A real single-node Elasticsearch, started once per run by scripts/elasticsearch.sh. */
 class Elasticsearch {
@@ -295,8 +268,8 @@ async function waitForText(file: string, text: string, p: ChildProcess, timeoutM
 
 interface Ctx {
   dir: string;
-  fluent?: FluentReceiver;
-  fluentPort?: number;
+  /** The trial's fluentd (fluentd condition): the shipped config, writing to es under esPrefix. */
+  fluentd?: RealFluentd;
   es?: Elasticsearch;
   esPrefix: string;
 }
@@ -307,7 +280,7 @@ function outputFor(cond: Condition, ctx: Ctx, svc: Service): string[] {
     case "file":
       return ["--output", `file:${join(ctx.dir, "out", svc)}`];
     case "fluentd":
-      return ["--output", `fluentd://127.0.0.1:${ctx.fluentPort}`];
+      return ["--output", `fluentd://127.0.0.1:${ctx.fluentd!.o.port}?ca=${ctx.fluentd!.tls.ca}`];
     case "elasticsearch":
       return ["--output", `elasticsearch:${ctx.es!.url}`, "--es-index-prefix", ctx.esPrefix];
     default:
@@ -324,6 +297,7 @@ async function startAgents(cond: Condition, ctx: Ctx, app: RunningApp | undefine
     const pids = await app!.servicePids();
     return { roots, exclude: Object.values(pids), stop: async () => undefined };
   }
+  if (cond === "fluentd") await startFluentd(ctx);
   const roots: ChildProcess[] = [];
   for (const svc of SERVICES) {
     const logDir = join(ctx.dir, "logs", svc);
@@ -345,8 +319,36 @@ async function startAgents(cond: Condition, ctx: Ctx, app: RunningApp | undefine
       );
     }
   }
-  return { roots, exclude: [], stop: () => stopAll(roots, cond === "paper") };
+  return {
+    roots,
+    exclude: [],
+    stop: async () => {
+      await stopAll(roots, cond === "paper");
+      await ctx.fluentd?.stop();
+    },
+  };
 }
+
+/** A fresh fluentd per trial (like the app), with the agents' index template on its prefix. */
+async function startFluentd(ctx: Ctx): Promise<void> {
+  const es = ctx.es!;
+  await fetch(`${es.url}/_index_template/${ctx.esPrefix}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(logsIndexTemplate(ctx.esPrefix)),
+  });
+  ctx.fluentd = new RealFluentd(join(ctx.dir, "fluentd"), {
+    esUrl: es.url,
+    indexPrefix: ctx.esPrefix,
+    sharedKey: FLUENTD_SHARED_KEY,
+    port: await freePort(),
+  });
+  await ctx.fluentd.start();
+}
+
+/** The agents find it in their environment (IKONTAINER_FLUENTD_SHARED_KEY), as in the shipped manifests. */
+const FLUENTD_SHARED_KEY = randomBytes(16).toString("hex");
+process.env.IKONTAINER_FLUENTD_SHARED_KEY = FLUENTD_SHARED_KEY;
 
 function execWrap(ctx: Ctx): Wrap {
   return (svc, command) => [
@@ -366,7 +368,6 @@ async function tallyFor(cond: Condition, ctx: Ctx): Promise<Tally | undefined> {
     case "none":
       return undefined;
     case "fluentd":
-      return ctx.fluent!.tally;
     case "elasticsearch":
       return ctx.es!.tally(ctx.esPrefix);
     default:
@@ -376,7 +377,7 @@ async function tallyFor(cond: Condition, ctx: Ctx): Promise<Tally | undefined> {
 
 /** Cheap progress figure while waiting for the agents to catch up (ES: a count, not a full scan). */
 async function progressFor(cond: Condition, ctx: Ctx, written: Record<Service, number>): Promise<number> {
-  if (cond === "elasticsearch") return ctx.es!.count(ctx.esPrefix);
+  if (cond === "elasticsearch" || cond === "fluentd") return ctx.es!.count(ctx.esPrefix);
   const t = await tallyFor(cond, ctx);
   return t ? account(t, written).tagged : 0;
 }
@@ -390,6 +391,8 @@ async function waitTagged(
   maxMs: number,
 ): Promise<void> {
   const total = Object.values(written).reduce((a, b) => a + b, 0);
+  // fluentd writes to Elasticsearch every flush_interval (5 s in the shipped config)
+  const idle = cond === "fluentd" ? Math.max(idleMs, 12_000) : idleMs;
   let last = -1;
   let lastChange = Date.now();
   const until = Date.now() + maxMs;
@@ -400,7 +403,7 @@ async function waitTagged(
       last = n;
       lastChange = Date.now();
     }
-    if (Date.now() - lastChange > idleMs || Date.now() > until) return;
+    if (Date.now() - lastChange > idle || Date.now() > until) return;
     await sleep(100);
   }
 }
@@ -499,8 +502,6 @@ async function runTrial(
   order: number,
   opts: Options,
   shared: {
-    fluent?: FluentReceiver;
-    fluentPort?: number;
     es?: Elasticsearch;
     workDir: string;
     csvDir: string;
@@ -514,8 +515,6 @@ async function runTrial(
   mkdirSync(dir, { recursive: true });
   const ctx: Ctx = {
     dir,
-    fluent: shared.fluent,
-    fluentPort: shared.fluentPort,
     es: shared.es,
     esPrefix: `bench-${randomBytes(4).toString("hex")}`,
   };
@@ -527,7 +526,6 @@ async function runTrial(
     startedAt: new Date().toISOString(),
     tool,
   };
-  shared.fluent?.reset();
   const loadBefore = os.loadavg()[0]!;
   let app: RunningApp | undefined;
   let agents: Agents | undefined;
@@ -605,7 +603,7 @@ async function runTrial(
     meter?.stop();
     await agents?.stop();
     await app?.stop();
-    if (cond === "elasticsearch") await ctx.es?.drop(ctx.esPrefix);
+    if (cond === "elasticsearch" || cond === "fluentd") await ctx.es?.drop(ctx.esPrefix);
     if (!opts.keep && !result.error) rmSync(dir, { recursive: true, force: true });
   }
   const l = result.load;
@@ -649,7 +647,15 @@ function unavailable(cond: Condition): string | undefined {
   }
   const h = help("run");
   if (h.startsWith("ERROR")) return `\`ikontainer run\` is not available: ${h.slice(6, 200)}`;
-  if (cond === "fluentd") return probeOutput("fluentd://127.0.0.1:9", []);
+  if (cond === "fluentd") {
+    try {
+      execFileSync("sh", ["-c", "command -v ruby"], { stdio: "ignore" });
+    } catch {
+      return "ruby is not installed (scripts/setup.sh installs it for fluentd)";
+    }
+    if (!existsSync(FLUENTD_SCRIPT)) return "scripts/fluentd.sh is missing";
+    return probeOutput("fluentd://127.0.0.1:9", []);
+  }
   if (cond === "elasticsearch") {
     if (!h.includes("--es-index-prefix")) return "`ikontainer run` has no --es-index-prefix setting";
     if (!existsSync(join(ROOT, "scripts/elasticsearch.sh"))) return "scripts/elasticsearch.sh is missing";
@@ -1072,24 +1078,22 @@ export async function main(argv: string[]): Promise<string> {
   const agentInfo = snapshotAgent(workDir);
 
   const shared: {
-    fluent?: FluentReceiver;
-    fluentPort?: number;
     es?: Elasticsearch;
     workDir: string;
     csvDir: string;
   } = { workDir, csvDir };
-  if (conditions.includes("fluentd")) {
-    shared.fluent = new FluentReceiver();
-    shared.fluentPort = await shared.fluent.start();
-  }
-  if (conditions.includes("elasticsearch")) {
+  // fluentd's condition writes through fluentd into the same node
+  if (conditions.includes("elasticsearch") || conditions.includes("fluentd")) {
     try {
       shared.es = new Elasticsearch();
       log("starting Elasticsearch (kept running for the whole run, so every condition shares its idle load)");
       await shared.es.start(workDir);
     } catch (e) {
-      notMeasured.elasticsearch = `Elasticsearch did not start: ${(e as Error).message}`;
-      conditions.splice(conditions.indexOf("elasticsearch"), 1);
+      for (const c of ["elasticsearch", "fluentd"] as const) {
+        if (!conditions.includes(c)) continue;
+        notMeasured[c] = `Elasticsearch did not start: ${(e as Error).message}`;
+        conditions.splice(conditions.indexOf(c), 1);
+      }
       shared.es = undefined;
     }
   }
@@ -1148,7 +1152,6 @@ export async function main(argv: string[]): Promise<string> {
       }
     }
   } finally {
-    await shared.fluent?.close();
     shared.es?.stop();
   }
   const table = write(true);

@@ -24,6 +24,7 @@ CACHE=$REPO/.cache/elasticsearch
 ZIP=$CACHE/elasticsearch-$VERSION.zip
 HOME_DIR=$BASE/elasticsearch-$VERSION
 ARTIFACT=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$VERSION:zip
+ROOT_PLUGIN_SRC=$REPO/test/fixtures/es-root-plugin
 
 log() { echo "elasticsearch.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -61,6 +62,37 @@ fetch() {
     rm -rf "$tmp"
     [ -x "$HOME_DIR/bin/elasticsearch" ] || die "unpacking $ZIP failed"
   fi
+  root_plugin
+}
+
+# The integ-test zip has no handler for `GET /` (405); the Ruby client in fluentd's out_elasticsearch needs it.
+# Our plugin (test/fixtures/es-root-plugin, docs/elasticsearch.md) is compiled against this distribution's jars
+# and installed into its plugins/ folder, rebuilt when its sources change.
+root_plugin() {
+  dest=$HOME_DIR/plugins/ikontainer-es-root
+  sum=$(cat "$ROOT_PLUGIN_SRC/plugin-descriptor.properties.in" $(find "$ROOT_PLUGIN_SRC/src" -name '*.java' | sort) | sha256sum | cut -c1-16)
+  [ "$(cat "$dest/.source-sum" 2>/dev/null)" = "$sum" ] && return 0
+  # one builder at a time (concurrent fetches); the next one finds the plugin current
+  exec 8>"$BASE/root-plugin.lock"
+  flock 8
+  [ "$(cat "$dest/.source-sum" 2>/dev/null)" = "$sum" ] && { exec 8>&-; return 0; }
+  jdk=$(java_home)
+  [ -x "$jdk/bin/javac" ] || { apt_install openjdk-17-jdk-headless; jdk=$(java_home); }
+  [ -x "$jdk/bin/javac" ] || die "javac (JDK 17) is needed to build the GET / plugin (apt-get install openjdk-17-jdk-headless)"
+  tmp=$(mktemp -d "$BASE/root-plugin.XXXXXX")
+  mkdir -p "$tmp/classes" "$tmp/plugin"
+  "$jdk/bin/javac" -nowarn --release 17 -cp "$HOME_DIR/lib/*" -d "$tmp/classes" $(find "$ROOT_PLUGIN_SRC/src" -name '*.java') ||
+    { rm -rf "$tmp"; die "compiling $ROOT_PLUGIN_SRC failed"; }
+  "$jdk/bin/jar" --create --file "$tmp/plugin/ikontainer-es-root.jar" -C "$tmp/classes" .
+  sed "s/@VERSION@/$VERSION/g" "$ROOT_PLUGIN_SRC/plugin-descriptor.properties.in" >"$tmp/plugin/plugin-descriptor.properties"
+  echo "$sum" >"$tmp/plugin/.source-sum"
+  chmod -R a+rX "$tmp/plugin"
+  # swap by rename: a node starting meanwhile sees the old or the new plugin, never half of one
+  [ -d "$dest" ] && mv "$dest" "$tmp/old"
+  mv "$tmp/plugin" "$dest"
+  rm -rf "$tmp"
+  exec 8>&-
+  log "installed the GET / plugin into $dest"
 }
 
 java_home() {
@@ -135,6 +167,10 @@ start() {
     port=$(cat "$dir/port")
     wait_healthy "$port" "$(cat "$dir/pid")" "$dir"
     log "already running on http://127.0.0.1:$port"
+    # a node started before the GET / plugin was installed lacks it until restarted
+    if command -v curl >/dev/null 2>&1 && [ "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$port/")" != 200 ]; then
+      log "warning: this node does not answer GET / (started without the plugin): stop and start it again"
+    fi
     return 0
   fi
   mkdir -p "$dir/config" "$dir/data" "$dir/logs"

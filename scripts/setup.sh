@@ -24,6 +24,24 @@ if [ -n "$need" ]; then
   apt-get install -y -q $need >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $need >/dev/null; }
 fi
 
+# Real fluentd (../shared/vendor, run by scripts/fluentd.sh) needs Debian's Ruby and the gems it loads.
+need=""
+for pkg in ruby ruby-msgpack ruby-yajl ruby-cool.io ruby-http-parser.rb ruby-sigdump ruby-tzinfo ruby-strptime \
+  ruby-webrick ruby-serverengine ruby-elasticsearch ruby-excon; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages for fluentd:$need (run as root or install them)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends $need >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $need >/dev/null; }
+fi
+# javac builds the test node's `GET /` plugin (scripts/elasticsearch.sh, docs/elasticsearch.md)
+command -v javac >/dev/null 2>&1 || { [ "$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jdk-headless >/dev/null; } || true
+
 # Elasticsearch for the sink and query tests (fetched once into .cache/, see scripts/elasticsearch.sh).
 if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi
 
