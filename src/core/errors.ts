@@ -74,6 +74,12 @@ export const ERR_STATE_DAMAGED = def("IKON_ERR_STATE_DAMAGED", "io");
  */
 export const ERR_OWN_OUTPUT = def("IKON_ERR_OWN_OUTPUT", "config");
 
+/**
+ * Node mode cannot tell which pod it runs in (no --pod-uid / POD_UID, nothing detected): logged at start, since its
+ * own container log could then be read back. Set POD_UID from the Downward API (fieldRef metadata.uid).
+ */
+export const ERR_OWN_POD_UNKNOWN = def("IKON_ERR_OWN_POD_UNKNOWN", "config");
+
 export function isIkontainerError(e: unknown): e is IkontainerError {
   return e instanceof IkontainerError;
 }

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { NodeConfig } from "../../config/node.js";
-import { ERR_STATE_DAMAGED, errorMessage } from "../../core/errors.js";
+import { ERR_OWN_POD_UNKNOWN, ERR_STATE_DAMAGED, errorMessage } from "../../core/errors.js";
 import type { StreamInfo } from "../../core/record.js";
 import type { Logger } from "../../observe/logger.js";
 import type { LineDecoder } from "../tail/file-reader.js";
@@ -122,7 +122,7 @@ export class NodeMode {
     const { log, node } = this.opts;
     if (!this.ownPod)
       log.warn(
-        { code: "IKON_ERR_OWN_POD_UNKNOWN" },
+        { code: ERR_OWN_POD_UNKNOWN("").code },
         "cannot tell which pod this agent runs in (no POD_UID, nothing in /proc/self/mountinfo or cgroup, no pod folder named after the hostname): its own container log would be read back if its output reaches it (--output stdout); set POD_UID from the Downward API (fieldRef metadata.uid) or pass --pod-uid",
       );
     else if (node.includeOwnLogs)
