@@ -19,7 +19,8 @@ export interface OwnPod {
 
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 const KUBELET_POD_DIR = new RegExp(`/pods/(${UUID})/`, "i");
-const CGROUP_POD = new RegExp(`pod(${UUID.replace(/-/g, "[-_]")})`, "i");
+// systemd's cgroup driver writes the UID with `_` instead of `-`.
+const CGROUP_POD = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/i;
 
 /** The pod UID in /proc/self/mountinfo (kubelet mounts /etc/hosts, secrets, volumes from its pod folder). */
 export function podUidFromMountinfo(text: string): string | undefined {
