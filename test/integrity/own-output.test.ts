@@ -99,7 +99,6 @@ describe("the agent never reads its own output", () => {
     const exited = new Promise((r) => child.once("exit", r));
     children.push(child);
     await until(() => err.includes('"msg":"tailing"'));
-    expect(err).toContain("not reading the agent's own output");
     const count = (marker: string) =>
       readFileSync(stdoutFile, "latin1")
         .split("\n")
@@ -112,6 +111,7 @@ describe("the agent never reads its own output", () => {
     const out = readFileSync(stdoutFile, "latin1").split("\n").filter(Boolean);
     // Each application line exactly once, stamped exactly once.
     expect(out).toHaveLength(21);
+    expect(err).toContain("not reading the agent's own output");
     for (const l of out) {
       const m = TAG_RE.exec(l);
       expect(m).not.toBeNull();
