@@ -1,3 +1,4 @@
+import { fstatSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { lstat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
@@ -46,6 +47,7 @@ export class FileSink implements Sink {
   private readonly outputs = new Map<string, Promise<Output>>();
   private committed: Record<string, unknown> = {};
   private persist: PersistSinkValue | undefined;
+  private dirMade = false;
 
   constructor(
     dir: string,
@@ -96,7 +98,7 @@ export class FileSink implements Sink {
   private async openOutput(rel: string): Promise<Output> {
     const path = this.target(rel);
     try {
-      mkdirWithMode(this.dir, OUTPUT_DIR_MODE);
+      if (!this.dirMade) this.dirMade = mkdirWithMode(this.dir, OUTPUT_DIR_MODE) || true;
       mkdirInside(this.dir, dirname(path), OUTPUT_DIR_MODE);
       let keep = this.committed[rel] as number | undefined;
       const checkpointed = keep !== undefined;
@@ -139,7 +141,8 @@ export class FileSink implements Sink {
     // Writes to one output file are serialised; positional writes keep the size we report exact.
     const done = out.chain.then(async () => {
       // Cut short by someone else since our last write: go on at its end (no hole of zero bytes), and say so.
-      const now = (await out.fh.stat()).size;
+      // fstat is cheap and synchronous here: no thread-pool round trip per batch.
+      const now = fstatSync(out.fh.fd).size;
       if (now < out.size) {
         this.cutShort(this.target(rel), out.size, now, "while the agent was writing it");
         out.size = now;
