@@ -9,7 +9,7 @@ import { startObserveServer } from "../observe/server.js";
 import { createSinks, OUTPUT_HELP } from "../sinks/index.js";
 import type { Sink } from "../sinks/sink.js";
 import { RequestIdExtractor } from "../transforms/request-id.js";
-import { downwardFields, type StructuredOptions } from "../transforms/tag.js";
+import { downwardFields, nodeLevelFields, type StructuredOptions } from "../transforms/tag.js";
 
 /** Extra setting tables other modules contribute to `run` and `exec` (sinks, DNS registration). */
 export const EXTRA_AGENT_SETTINGS: SettingDef[] = [];
@@ -52,7 +52,8 @@ export async function startAgentCore(
   const structured: StructuredOptions = {
     identity: { cuid: cuid.cuid, svc: config.svc },
     requestIds: new RequestIdExtractor(config.requestIdRegex),
-    fields: downwardFields(process.env),
+    // Node mode: the agent's own pod is not the one that wrote a line; only node-level facts are shared.
+    fields: settings.mode === "node" ? nodeLevelFields(process.env) : downwardFields(process.env),
   };
   const checkpoints = opts.checkpoints ? new CheckpointStore(config.stateDir) : undefined;
   const sinks = [
@@ -62,6 +63,7 @@ export async function startAgentCore(
       structured,
       stateDir: config.stateDir,
       settings,
+      warn: (fields, msg) => log.warn(fields, msg),
     })),
   ];
   const pipeline = new Pipeline(sinks, checkpoints, log);

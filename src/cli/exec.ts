@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { AGENT_SETTINGS, loadAgentConfig } from "../config/agent.js";
+import { childEnv } from "../config/secrets.js";
 import { resolveSettings } from "../config/settings.js";
 import { ERR_INVALID_SETTING } from "../core/errors.js";
 import { StreamSink } from "../sinks/stdout.js";
@@ -28,6 +29,10 @@ export function registerExec(program: Command): void {
     const [bin, ...args] = command;
     if (!bin) throw ERR_INVALID_SETTING("invalid command: give the application to run after --");
     const config = loadAgentConfig(flags, { tail: false });
+    if (config.output.includes("stdout"))
+      throw ERR_INVALID_SETTING(
+        "invalid --output stdout: exec already writes the child's stamped lines to stdout (each line would go out twice, and a log collector reading this container's stdout would get them twice); drop --output stdout",
+      );
     const settings = resolveSettings([...AGENT_SETTINGS, ...EXTRA_AGENT_SETTINGS], flags);
     // The child's lines always go to our own stdout/stderr (stamped), as the container runtime expects.
     const parts = await startAgentCore(config, settings, {
@@ -38,7 +43,13 @@ export function registerExec(program: Command): void {
       ],
     });
     await startObserve(parts, () => true);
-    const source = new ExecSource(bin, args, config.maxLineBytes, (batch) => parts.pipeline.submit(batch));
+    const source = new ExecSource(
+      bin,
+      args,
+      config.maxLineBytes,
+      (batch) => parts.pipeline.submit(batch),
+      childEnv(process.env),
+    );
     let result: Awaited<ReturnType<ExecSource["start"]>>;
     try {
       result = await source.start();

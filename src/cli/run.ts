@@ -13,6 +13,7 @@ import {
   startObserve,
 } from "./agent-common.js";
 import { agentLedger } from "./elasticsearch-wiring.js";
+import { ownOutputs } from "./own-output.js";
 
 /** How long SIGTERM may take: read what is there, hand it to the sinks, checkpoint, exit. */
 export const STOP_DEADLINE_MS = 4500;
@@ -69,14 +70,26 @@ async function runAgent(
           cuidVersion: config.cuidVersion,
           maxLineBytes: config.maxLineBytes,
           log,
+          shipped: (streamKey) =>
+            Object.values(checkpoints!.inputs()).some(
+              (i) => i.stream === streamKey && (i.offset > 0 || i.finished === true),
+            ),
           ...(agentLedger ? { ledger: agentLedger } : {}),
         })
       : undefined;
+  const roots = nodeMode?.roots ?? config.watch;
+  const own = ownOutputs({ roots, outputs: config.output, stateDir: config.stateDir });
+  if (own.skipped.length)
+    log.info(
+      { paths: own.skipped, why: "outputs and state inside a watched folder are never read back" },
+      "not reading the agent's own output",
+    );
   const tailer = new Tailer({
-    roots: nodeMode?.roots ?? config.watch,
+    roots,
+    skip: own.skip,
     include: nodeMode?.include ?? config.include,
     ...(nodeMode ? { streamFor: nodeMode.streamFor, decoderFor: nodeMode.decoderFor } : {}),
-    exclude: config.exclude,
+    exclude: [...config.exclude, ...(nodeMode?.exclude ?? [])],
     maxLineBytes: config.maxLineBytes,
     lingerMs: config.linger,
     pollMs: config.pollInterval,

@@ -80,6 +80,20 @@ export const NODE_SETTINGS: SettingDef[] = [
     description:
       "node mode: drop a container instance's CUID from the state file this long after its log is gone",
   },
+  {
+    key: "podUid",
+    kind: "string",
+    arg: "UID",
+    description:
+      "node mode: this agent's own pod UID, whose logs are not read (default: env POD_UID from the Downward API, else detected)",
+  },
+  {
+    key: "includeOwnLogs",
+    kind: "bool",
+    default: false,
+    description:
+      "node mode: also ship this agent's own pod logs: only their stderr lines (the agent's own logs), never stdout (its records)",
+  },
 ];
 
 export interface NodeConfig {
@@ -93,6 +107,8 @@ export interface NodeConfig {
   kubeTokenFile: string | undefined;
   kubeCaFile: string | undefined;
   forgetAfter: number;
+  podUid: string | undefined;
+  includeOwnLogs: boolean;
 }
 
 /** `defs` must hold every setting of the command, so a shared `--config` file's other keys are known. */
@@ -139,5 +155,7 @@ export function loadNodeConfig(
     kubeTokenFile: orNone(s.kubeTokenFile),
     kubeCaFile: orNone(s.kubeCaFile),
     forgetAfter: s.forgetAfter as number,
+    podUid: orNone(s.podUid)?.toLowerCase(),
+    includeOwnLogs: s.includeOwnLogs as boolean,
   };
 }

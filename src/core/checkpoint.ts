@@ -1,6 +1,6 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ERR_STATE_DIR } from "./errors.js";
+import { ERR_STATE_DIR, isIkontainerError } from "./errors.js";
+import { mkdirWithMode, readFileNoFollow, STATE_DIR_MODE, writeFileAtomic } from "./safe-fs.js";
 
 /** Progress of one input (one file identity, `<dev>:<ino>`). */
 export interface InputState {
@@ -39,16 +39,16 @@ export class CheckpointStore {
   constructor(stateDir: string) {
     this.path = join(stateDir, "checkpoints.json");
     try {
-      mkdirSync(stateDir, { recursive: true });
+      mkdirWithMode(stateDir, STATE_DIR_MODE);
     } catch (e) {
       throw ERR_STATE_DIR(`cannot create state dir ${stateDir}: ${(e as Error).message}`, e);
     }
     let text: string | undefined;
     try {
-      text = readFileSync(this.path, "utf8");
+      text = readFileNoFollow(this.path);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT")
-        throw ERR_STATE_DIR(`cannot read ${this.path}: ${(e as Error).message}`, e);
+      if (isIkontainerError(e)) throw e;
+      throw ERR_STATE_DIR(`cannot read ${this.path}: ${(e as Error).message}`, e);
     }
     this.existed = text !== undefined;
     if (text === undefined) this.data = { version: 1, inputs: {}, sinks: {} };
@@ -127,12 +127,12 @@ export class CheckpointStore {
   /** Atomic write: temp file + rename (readers see the old or the new file, never half of one). */
   flush(force = false): void {
     if (!this.dirty && !force) return;
-    const tmp = `${this.path}.tmp`;
     try {
-      writeFileSync(tmp, JSON.stringify(this.data));
-      renameSync(tmp, this.path);
+      // A link planted at checkpoints.json.tmp is removed, never written through (src/core/safe-fs.ts).
+      writeFileAtomic(this.path, JSON.stringify(this.data));
       this.dirty = false;
     } catch (e) {
+      if (isIkontainerError(e)) throw e;
       throw ERR_STATE_DIR(`cannot write checkpoint ${this.path}: ${(e as Error).message}`, e);
     }
   }

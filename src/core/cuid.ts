@@ -1,8 +1,15 @@
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 // The only import of uuid: CUIDs are minted here and nowhere else (readers only validate).
 import { v4, v7 } from "uuid";
-import { ERR_STATE_DIR } from "./errors.js";
+import { ERR_STATE_DIR, isIkontainerError } from "./errors.js";
+import {
+  mkdirWithMode,
+  readFileNoFollow,
+  STATE_DIR_MODE,
+  STATE_FILE_MODE,
+  writeFileExclusive,
+} from "./safe-fs.js";
 
 /**
  * The CUID names a container instance, not an agent process: it is made locally (no central server) the
@@ -41,13 +48,14 @@ export function cuidPath(stateDir: string): string {
 }
 
 export function readCuid(stateDir: string): CuidRecord | undefined {
-  let text: string;
+  let text: string | undefined;
   try {
-    text = readFileSync(cuidPath(stateDir), "utf8");
+    text = readFileNoFollow(cuidPath(stateDir));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if (isIkontainerError(e)) throw e;
     throw ERR_STATE_DIR(`cannot read ${cuidPath(stateDir)}: ${(e as Error).message}`, e);
   }
+  if (text === undefined) return undefined;
   try {
     const rec = JSON.parse(text) as CuidRecord;
     if (isUuid(rec.cuid)) return rec;
@@ -60,7 +68,7 @@ export function readCuid(stateDir: string): CuidRecord | undefined {
 /** Returns the state dir's CUID, creating it (exclusively, so two racing starts agree) when there is none. */
 export function loadOrCreateCuid(stateDir: string, version: 4 | 7): CuidRecord {
   try {
-    mkdirSync(stateDir, { recursive: true });
+    mkdirWithMode(stateDir, STATE_DIR_MODE);
   } catch (e) {
     throw ERR_STATE_DIR(`cannot create state dir ${stateDir}: ${(e as Error).message}`, e);
   }
@@ -71,10 +79,11 @@ export function loadOrCreateCuid(stateDir: string, version: 4 | 7): CuidRecord {
   // and link() fails with EEXIST when a racing start won.
   const tmp = `${cuidPath(stateDir)}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, `${JSON.stringify(rec)}\n`);
+    writeFileExclusive(tmp, `${JSON.stringify(rec)}\n`, STATE_FILE_MODE, true);
     linkSync(tmp, cuidPath(stateDir));
     return rec;
   } catch (e) {
+    if (isIkontainerError(e)) throw e;
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return readCuid(stateDir)!;
     throw ERR_STATE_DIR(`cannot write ${cuidPath(stateDir)}: ${(e as Error).message}`, e);
   } finally {

@@ -61,6 +61,25 @@ export const ERR_DASHBOARDS_IMPORT = def("IKON_ERR_DASHBOARDS_IMPORT", "io");
 /** The child of `ikontainer exec` could not be started. */
 export const ERR_EXEC_SPAWN = def("IKON_ERR_EXEC_SPAWN", "io");
 
+/** A file or folder where the agent writes (output, state) is a symlink; it is not followed. */
+export const ERR_SYMLINK_REFUSED = def("IKON_ERR_SYMLINK_REFUSED", "io");
+/**
+ * A state file is damaged in a way that would change identities (a container instance's CUID lost, lines of it
+ * already sent): the agent refuses to start instead of minting a new CUID; the message says what to do.
+ */
+export const ERR_STATE_DAMAGED = def("IKON_ERR_STATE_DAMAGED", "io");
+/**
+ * The agent would read its own output (a watched folder inside an output folder or the state dir, or the same
+ * folder). Exit code 2. (Outputs inside a watched folder are not refused: they are not read.)
+ */
+export const ERR_OWN_OUTPUT = def("IKON_ERR_OWN_OUTPUT", "config");
+
+/**
+ * Node mode cannot tell which pod it runs in (no --pod-uid / POD_UID, nothing detected): logged at start, since its
+ * own container log could then be read back. Set POD_UID from the Downward API (fieldRef metadata.uid).
+ */
+export const ERR_OWN_POD_UNKNOWN = def("IKON_ERR_OWN_POD_UNKNOWN", "config");
+
 export function isIkontainerError(e: unknown): e is IkontainerError {
   return e instanceof IkontainerError;
 }

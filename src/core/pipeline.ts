@@ -2,7 +2,7 @@ import type { Logger } from "../observe/logger.js";
 import { metrics } from "../observe/metrics.js";
 import type { Sink } from "../sinks/sink.js";
 import type { CheckpointStore, InputState } from "./checkpoint.js";
-import { errorMessage } from "./errors.js";
+import { errorMessage, isIkontainerError } from "./errors.js";
 import type { LineBatch } from "./record.js";
 
 export interface SubmitCheckpoint {
@@ -81,7 +81,13 @@ export class Pipeline {
         metrics.errors.inc({ kind: "sink" });
         if (this.stopping) throw e;
         this.log.warn(
-          { sink: sink.id, attempt, err: errorMessage(e), retryInMs: delay },
+          {
+            sink: sink.id,
+            attempt,
+            err: errorMessage(e),
+            ...(isIkontainerError(e) ? { code: e.code } : {}),
+            retryInMs: delay,
+          },
           "sink did not accept a batch; retrying",
         );
         await sleep(delay);

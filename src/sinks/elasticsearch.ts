@@ -1,10 +1,11 @@
 import * as crypto from "node:crypto";
-import { mkdir, open } from "node:fs/promises";
+import { closeSync, fdatasyncSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Client, errors as esErrors } from "@elastic/elasticsearch";
 import { clientOptions, type EsConnection, esConnection, redactUrl } from "../config/elasticsearch.js";
 import { ERR_INVALID_SETTING, ERR_SINK, errorMessage } from "../core/errors.js";
 import type { LineBatch } from "../core/record.js";
+import { mkdirWithMode, openNoFollow, STATE_DIR_MODE, STATE_FILE_MODE } from "../core/safe-fs.js";
 import { registry } from "../observe/metrics.js";
 import { Counter } from "../observe/prom.js";
 import { type StructuredOptions, streamIdentity, toStructured } from "../transforms/tag.js";
@@ -350,7 +351,7 @@ export class ElasticsearchSink implements Sink {
     dead: Array<{ item: Item; status: number; error: { type?: string; reason?: string } }>,
   ): Promise<void> {
     const path = this.opts.deadLetterPath;
-    await mkdir(dirname(path), { recursive: true });
+    mkdirWithMode(dirname(path), STATE_DIR_MODE);
     const at = new Date().toISOString();
     let text = "";
     for (const d of dead) {
@@ -365,12 +366,13 @@ export class ElasticsearchSink implements Sink {
         document: JSON.parse(d.item.source),
       })}\n`;
     }
-    const fh = await open(path, "a");
+    // A state file like the others: no symlink followed, 0600 (src/core/safe-fs.ts).
+    const fd = openNoFollow(path, "a", STATE_FILE_MODE);
     try {
-      await fh.write(text);
-      await fh.datasync();
+      writeSync(fd, text);
+      fdatasyncSync(fd);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 

@@ -1,7 +1,7 @@
 import { ERR_INVALID_SETTING } from "../core/errors.js";
 import type { BatchEncoder, StructuredOptions } from "../transforms/tag.js";
 import { createEncoder } from "../transforms/tag.js";
-import { FileSink } from "./file.js";
+import { FileSink, type SinkWarn } from "./file.js";
 import type { Sink } from "./sink.js";
 import { StreamSink } from "./stdout.js";
 
@@ -11,6 +11,8 @@ export interface SinkFactoryContext {
   stateDir: string;
   /** Settings resolved for the command (sinks read their own keys, e.g. Elasticsearch auth). */
   settings: Readonly<Record<string, unknown>>;
+  /** Where sinks report what they notice (an output file cut short); default: nowhere. */
+  warn?: SinkWarn;
 }
 
 type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) => Sink | Promise<Sink>;
@@ -20,8 +22,8 @@ type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) =>
  * `store:DIR` is the embedded local store (a file sink that always writes JSON, for the query commands).
  */
 const factories: Array<[prefix: string, make: Factory]> = [
-  ["file:", (spec, _ctx, enc) => new FileSink(spec.slice(5), enc)],
-  ["store:", (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured))],
+  ["file:", (spec, ctx, enc) => new FileSink(spec.slice(5), enc, ctx.warn)],
+  ["store:", (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured), ctx.warn)],
   [
     "stdout",
     (spec, _ctx, enc) => {

@@ -34,12 +34,17 @@ export class ExecSource {
     private readonly args: readonly string[],
     private readonly maxLineBytes: number,
     private readonly submit: (batch: LineBatch) => Promise<void>,
+    /** The child's environment (the CLI passes ours without the agent's secrets). */
+    private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
   start(): Promise<ExecResult> {
     let child: ChildProcess;
     try {
-      child = spawn(this.command, this.args as string[], { stdio: ["inherit", "pipe", "pipe"] });
+      child = spawn(this.command, this.args as string[], {
+        stdio: ["inherit", "pipe", "pipe"],
+        env: this.env,
+      });
     } catch (e) {
       throw ERR_EXEC_SPAWN(`cannot start "${this.command}": ${(e as Error).message}`, e);
     }

@@ -1,17 +1,9 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fstatSync, fsyncSync, readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "@elastic/elasticsearch";
 import { clientOptions, type EsConnection } from "../config/elasticsearch.js";
-import { ERR_STATE_DIR, errorMessage } from "../core/errors.js";
+import { ERR_STATE_DIR, errorMessage, isIkontainerError } from "../core/errors.js";
+import { mkdirWithMode, openNoFollow, STATE_DIR_MODE, writeFileAtomic } from "../core/safe-fs.js";
 import { LEDGER_INDEX, ledgerIndexBody } from "../sinks/elasticsearch-schema.js";
 
 /**
@@ -129,19 +121,46 @@ export class CuidLedger {
     return readLedger(this.stateDir);
   }
 
+  private checkedEnd = false;
+
   private append(ev: Record<string, unknown>): void {
     try {
-      mkdirSync(this.stateDir, { recursive: true });
-      const fd = openSync(this.path, "a");
+      mkdirWithMode(this.stateDir, STATE_DIR_MODE);
+      const fd = openNoFollow(this.path, "a+");
       try {
+        if (!this.checkedEnd) this.endUnfinishedLine(fd);
         writeSync(fd, `${JSON.stringify(ev)}\n`);
         fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
     } catch (e) {
+      if (isIkontainerError(e)) throw e;
       throw ERR_STATE_DIR(`cannot write the CUID ledger ${this.path}: ${errorMessage(e)}`, e);
     }
+  }
+
+  /**
+   * A crash (or a full disk) while an event was written leaves an unfinished last line; appending to it would
+   * glue the next event onto it and lose that one too. End it with a newline (it stays an unreadable line that
+   * readers skip) and say so, once, before the first event this process writes.
+   */
+  private endUnfinishedLine(fd: number): void {
+    this.checkedEnd = true;
+    const size = fstatSync(fd).size;
+    if (size === 0) return;
+    const tail = Buffer.alloc(Math.min(size, 65536));
+    readSync(fd, tail, 0, tail.length, size - tail.length);
+    if (tail[tail.length - 1] === 0x0a) return;
+    const nl = tail.lastIndexOf(0x0a);
+    writeSync(fd, "\n");
+    this.opts.onWarn?.(
+      "the CUID ledger had an unfinished last line (a write cut short); ended it so later events are kept",
+      {
+        path: this.path,
+        unfinishedBytes: nl === -1 && size > tail.length ? `>${tail.length}` : tail.length - nl - 1,
+      },
+    );
   }
 
   private kick(): void {
@@ -261,9 +280,7 @@ export class CuidLedger {
         throw new Error(`ledger bulk rejected: ${first?.type}: ${first?.reason}`);
       }
     }
-    const tmp = `${this.offsetPath}.tmp`;
-    writeFileSync(tmp, String(end));
-    renameSync(tmp, this.offsetPath);
+    writeFileAtomic(this.offsetPath, String(end));
   }
 
   async close(): Promise<void> {

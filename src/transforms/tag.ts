@@ -8,9 +8,10 @@ import type { RequestIdExtractor } from "./request-id.js";
  * `append` (the paper's format): original bytes + `{"ikontainer_CUID":"…","svc":"…"}` + `\n`, byte-transparent.
  * Pieces of an over-long line get `"ikontainer_part":N` (1-based) and, on all but the last, `"ikontainer_partial":true`.
  *
- * `json`: one object per line. Agent-owned keys always carry the agent's value; when the line is itself a
- * JSON object that already has one of them, the application's value is kept under `app_<key>`
- * (so a CUID tag the application wrote itself can never override the agent's).
+ * `json`: one object per line. Agent-owned keys (AGENT_KEYS, IDENTITY_KEYS, `ikontainer_*` and every field the
+ * agent sets) always carry the agent's value; when the line is itself a JSON object that already has one of
+ * them, the application's value is kept under `app_<key>` (so a CUID tag or a pod/IP the application wrote
+ * itself can never override the agent's).
  */
 
 export const AGENT_KEYS = [
@@ -25,6 +26,39 @@ export const AGENT_KEYS = [
   "ikontainer_invalid_utf8",
   "ikontainer_unterminated",
 ] as const;
+
+/**
+ * Who-wrote-it fields. They are the agent's whether or not the agent knows a value for them here: a line's own
+ * `pod_ip` (etc.) is moved to `app_pod_ip`, so no application can make a record claim another instance's pod,
+ * IP, container or restart. Fields the agent sets beyond these (e.g. `labels.*` in node mode) are the agent's too.
+ */
+export const IDENTITY_KEYS = [
+  "pod",
+  "namespace",
+  "node",
+  "pod_ip",
+  "host_ip",
+  "pod_uid",
+  "container",
+  "restart",
+  "container_id",
+] as const;
+
+const RESERVED = new Set<string>([...AGENT_KEYS, ...IDENTITY_KEYS]);
+
+/** Keys an application line may not set: the agent's, the identity fields, and anything `ikontainer_*`. */
+function isReserved(
+  key: string,
+  streamFields: Readonly<Record<string, unknown>> | undefined,
+  agentFields: Readonly<Record<string, unknown>> | undefined,
+): boolean {
+  return (
+    RESERVED.has(key) ||
+    key.startsWith("ikontainer_") ||
+    (streamFields !== undefined && key in streamFields) ||
+    (agentFields !== undefined && key in agentFields)
+  );
+}
 
 export type StructuredRecord = Record<string, unknown> & {
   message: string;
@@ -101,6 +135,15 @@ export function downwardFields(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
+/** In node mode only the node's own facts describe every line (the rest comes from the container's log path). */
+export function nodeLevelFields(env: NodeJS.ProcessEnv): Record<string, string> {
+  const all = downwardFields(env);
+  const out: Record<string, string> = {};
+  if (all.node) out.node = all.node;
+  if (all.host_ip) out.host_ip = all.host_ip;
+  return out;
+}
+
 /** The line as a JSON object when it is one (leading blanks allowed), else undefined. */
 export function parseObject(text: string): Record<string, unknown> | undefined {
   let i = 0;
@@ -139,8 +182,8 @@ export function toStructured(line: LogLine, batch: LineBatch, opts: StructuredOp
   const rec: Record<string, unknown> = {};
   if (parsed) {
     for (const [k, v] of Object.entries(parsed)) rec[k] = v;
-    for (const k of AGENT_KEYS) {
-      if (k in parsed) {
+    for (const k of Object.keys(parsed)) {
+      if (isReserved(k, batch.stream.fields, opts.fields)) {
         rec[`app_${k}`] = parsed[k];
         delete rec[k];
       }
@@ -160,7 +203,8 @@ export function toStructured(line: LogLine, batch: LineBatch, opts: StructuredOp
   if (line.partial) rec.ikontainer_partial = true;
   if (line.unterminated) rec.ikontainer_unterminated = true;
   if (!validUtf8) rec.ikontainer_invalid_utf8 = true;
-  if (batch.stream.fields) for (const [k, v] of Object.entries(batch.stream.fields)) rec[k] ??= v;
+  // The stream's identity (node mode: the container instance) first, then the agent's own (Downward API).
+  if (batch.stream.fields) for (const [k, v] of Object.entries(batch.stream.fields)) rec[k] = v;
   if (opts.fields) for (const [k, v] of Object.entries(opts.fields)) rec[k] ??= v;
   return rec as StructuredRecord;
 }

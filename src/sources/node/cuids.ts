@@ -1,7 +1,16 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { newCuid } from "../../core/cuid.js";
-import { ERR_STATE_DIR } from "../../core/errors.js";
+import { isUuid, newCuid } from "../../core/cuid.js";
+import { ERR_STATE_DIR, isIkontainerError } from "../../core/errors.js";
+import {
+  mkdirWithMode,
+  openNoFollow,
+  readFileNoFollow,
+  STATE_DIR_MODE,
+  STATE_FILE_MODE,
+  writeFileAtomic,
+  writeFileExclusive,
+} from "../../core/safe-fs.js";
 import { type ContainerLogPath, instanceKey } from "./paths.js";
 
 /** What the node agent remembers about one container instance (also the CUID ledger entry). */
@@ -31,6 +40,9 @@ interface Tombstone {
  */
 export class ContainerCuidStore {
   readonly path: string;
+  /** Lines of the file that could not be used at start (number, reason); the copy kept aside. */
+  readonly damage: Array<{ line: number; reason: string }> = [];
+  quarantined: string | undefined;
   private readonly entries = new Map<string, ContainerCuid>();
   private fd: number;
 
@@ -40,30 +52,39 @@ export class ContainerCuidStore {
   ) {
     this.path = join(stateDir, "node-cuids.jsonl");
     try {
-      mkdirSync(stateDir, { recursive: true });
+      mkdirWithMode(stateDir, STATE_DIR_MODE);
     } catch (e) {
       throw ERR_STATE_DIR(`cannot create state dir ${stateDir}: ${(e as Error).message}`, e);
     }
     let lines = 0;
     let text = "";
     try {
-      text = readFileSync(this.path, "utf8");
+      text = readFileNoFollow(this.path) ?? "";
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT")
-        throw ERR_STATE_DIR(`cannot read ${this.path}: ${(e as Error).message}`, e);
+      if (isIkontainerError(e)) throw e;
+      throw ERR_STATE_DIR(`cannot read ${this.path}: ${(e as Error).message}`, e);
     }
-    for (const line of text.split("\n")) {
-      if (line === "") continue;
+    const all = text.split("\n");
+    all.forEach((line, i) => {
+      if (line === "") return;
       lines++;
-      let rec: ContainerCuid | Tombstone;
-      try {
-        rec = JSON.parse(line) as ContainerCuid | Tombstone;
-      } catch {
-        // A torn last line (crash mid-append) is the only way to get here; the instance gets a CUID again.
-        continue;
+      const rec = parseLine(line);
+      const torn = i === all.length - 1; // no newline after it: the write was cut short
+      if (typeof rec === "string") {
+        this.damage.push({ line: i + 1, reason: torn ? `cut short (${rec})` : rec });
+        return;
       }
       if ("forgotten_at" in rec) this.entries.delete(rec.key);
-      else if (typeof rec.cuid === "string" && typeof rec.key === "string") this.entries.set(rec.key, rec);
+      else this.entries.set(rec.key, rec);
+    });
+    // A damaged file is kept aside as it was (for a human to look at) before it is rewritten with the good lines.
+    if (this.damage.length) {
+      this.quarantined = `${this.path}.damaged-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+      try {
+        writeFileExclusive(this.quarantined, text, STATE_FILE_MODE, true);
+      } catch (e) {
+        throw ERR_STATE_DIR(`cannot keep a copy of the damaged ${this.path}: ${(e as Error).message}`, e);
+      }
     }
     if (lines > this.entries.size) this.compact();
     this.lines = this.entries.size;
@@ -75,8 +96,9 @@ export class ContainerCuidStore {
 
   private openAppend(): number {
     try {
-      return openSync(this.path, "a");
+      return openNoFollow(this.path, "a", STATE_FILE_MODE);
     } catch (e) {
+      if (isIkontainerError(e)) throw e;
       throw ERR_STATE_DIR(`cannot write ${this.path}: ${(e as Error).message}`, e);
     }
   }
@@ -104,12 +126,22 @@ export class ContainerCuidStore {
     return { entry, created: true };
   }
 
+  /**
+   * CUIDs known elsewhere (the CUID ledger) for instances this file lost: used instead of a new CUID, so damage
+   * to this file never changes a running container's identity (NodeMode fills it at start).
+   */
+  readonly recoverable = new Map<string, { cuid: string; created_at: string }>();
+  /** Instances whose CUID came from `recoverable` (logged by NodeMode). */
+  readonly recovered: ContainerCuid[] = [];
+
   private makeEntry(p: ContainerLogPath): ContainerCuid {
-    return {
+    const known = this.recoverable.get(instanceKey(p));
+    const cuid = known?.cuid ?? newCuid(this.version);
+    const entry: ContainerCuid = {
       key: instanceKey(p),
-      cuid: newCuid(this.version),
-      version: this.version,
-      created_at: new Date().toISOString(),
+      cuid,
+      version: known ? (Number(cuid[14]) === 4 ? 4 : 7) : this.version,
+      created_at: known?.created_at ?? new Date().toISOString(),
       ...(p.kind === "pod"
         ? {
             namespace: p.namespace,
@@ -120,6 +152,11 @@ export class ContainerCuidStore {
           }
         : { container_id: p.containerId }),
     };
+    if (known) {
+      this.recoverable.delete(entry.key);
+      this.recovered.push(entry);
+    }
+    return entry;
   }
 
   /**
@@ -170,17 +207,29 @@ export class ContainerCuidStore {
   }
 
   private compact(): void {
-    const tmp = `${this.path}.${process.pid}.tmp`;
     try {
-      const fd = openSync(tmp, "w");
       let body = "";
       for (const e of this.entries.values()) body += `${JSON.stringify(e)}\n`;
-      writeSync(fd, body);
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(tmp, this.path);
+      writeFileAtomic(this.path, body, { tmp: `${this.path}.${process.pid}.tmp`, fsync: true });
     } catch (e) {
+      if (isIkontainerError(e)) throw e;
       throw ERR_STATE_DIR(`cannot rewrite ${this.path}: ${(e as Error).message}`, e);
     }
   }
+}
+
+/** One line of the file, or why it cannot be used. */
+function parseLine(line: string): ContainerCuid | Tombstone | string {
+  let rec: unknown;
+  try {
+    rec = JSON.parse(line);
+  } catch (e) {
+    return `not JSON: ${(e as Error).message}`;
+  }
+  if (rec === null || typeof rec !== "object") return "not an object";
+  const r = rec as Record<string, unknown>;
+  if (typeof r.key !== "string" || r.key === "") return "no key";
+  if ("forgotten_at" in r) return r as unknown as Tombstone;
+  if (!isUuid(r.cuid)) return "no valid cuid";
+  return r as unknown as ContainerCuid;
 }

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { NodeConfig } from "../../config/node.js";
-import { errorMessage } from "../../core/errors.js";
+import { ERR_OWN_POD_UNKNOWN, ERR_STATE_DAMAGED, errorMessage } from "../../core/errors.js";
 import type { StreamInfo } from "../../core/record.js";
 import type { Logger } from "../../observe/logger.js";
 import type { LineDecoder } from "../tail/file-reader.js";
@@ -9,9 +9,12 @@ import { CriDecoder } from "./cri.js";
 import { type ContainerCuid, ContainerCuidStore } from "./cuids.js";
 import { DockerJsonDecoder } from "./docker.js";
 import { type PodMeta, PodWatcher } from "./kube.js";
+import { ledgerInstanceCuids } from "./ledger-cuids.js";
+import { detectOwnPod, type OwnPod, ownPodExclude, StderrOnlyDecoder } from "./own-pod.js";
 import {
   type ContainerLogPath,
   DOCKER_LOG_INCLUDE,
+  instanceKey,
   POD_LOG_INCLUDE,
   parseDockerLogPath,
   parsePodLogPath,
@@ -23,6 +26,13 @@ export interface NodeModeOptions {
   cuidVersion: 4 | 7;
   maxLineBytes: number;
   log: Logger;
+  /**
+   * Whether lines of a stream (`file:<root>:<relative path>`) were already sent (its checkpoint): an instance
+   * whose CUID was lost from the state file but whose lines went out must not get a new one.
+   */
+  shipped?: (streamKey: string) => boolean;
+  /** Environment (Downward API) to find the agent's own pod in; default process.env. */
+  env?: NodeJS.ProcessEnv;
   /** Called once per new container instance (the CUID ledger entry). */
   onInstance?: (entry: ContainerCuid) => void;
   /**
@@ -48,6 +58,9 @@ type Fields = Record<string, string | number>;
 export class NodeMode {
   readonly roots: string[];
   readonly include: string[];
+  /** Exclude globs for the tailer: this agent's own pod (unless --include-own-logs). */
+  readonly exclude: string[] = [];
+  readonly ownPod: OwnPod | undefined;
   readonly cuids: ContainerCuidStore;
   private readonly watcher: PodWatcher | undefined;
   /** Field objects of open streams, by pod UID, updated in place when the API server tells us more. */
@@ -63,7 +76,15 @@ export class NodeMode {
       this.roots.push(resolve(node.dockerLogDir));
       this.include.push(...DOCKER_LOG_INCLUDE);
     }
+    this.ownPod = detectOwnPod({
+      setting: node.podUid,
+      env: opts.env ?? process.env,
+      podLogDir: this.roots[0]!,
+    });
+    if (this.ownPod && !node.includeOwnLogs) this.exclude.push(ownPodExclude(this.ownPod.uid));
     this.cuids = new ContainerCuidStore(opts.stateDir, opts.cuidVersion);
+    for (const [key, known] of ledgerInstanceCuids(opts.stateDir))
+      if (!this.cuids.get(key)) this.cuids.recoverable.set(key, known);
     if (node.kubeEnrich && node.kubeApiUrl && node.nodeName) {
       this.watcher = new PodWatcher({
         url: node.kubeApiUrl,
@@ -81,6 +102,7 @@ export class NodeMode {
    * container log already on the node its CUID in one durable write (instead of one fsync per file).
    */
   async start(): Promise<void> {
+    this.reportOwnPod();
     this.createExisting();
     if (this.watcher) {
       await this.watcher.start().catch((e: unknown) => {
@@ -95,8 +117,64 @@ export class NodeMode {
     this.sweeper.unref();
   }
 
+  /** Says at start whose logs are never read back (issue 15: the agent's own output in its own pod log). */
+  private reportOwnPod(): void {
+    const { log, node } = this.opts;
+    if (!this.ownPod)
+      log.warn(
+        { code: ERR_OWN_POD_UNKNOWN("").code },
+        "cannot tell which pod this agent runs in (no POD_UID, nothing in /proc/self/mountinfo or cgroup, no pod folder named after the hostname): its own container log would be read back if its output reaches it (--output stdout); set POD_UID from the Downward API (fieldRef metadata.uid) or pass --pod-uid",
+      );
+    else if (node.includeOwnLogs)
+      log.info(
+        { pod_uid: this.ownPod.uid, how: this.ownPod.how },
+        "reading this agent's own pod logs: stderr lines only (--include-own-logs), never its stdout records",
+      );
+    else
+      log.info(
+        { pod_uid: this.ownPod.uid, how: this.ownPod.how, hint: "--include-own-logs ships its stderr" },
+        "not reading this agent's own pod logs",
+      );
+  }
+
+  private isOwnPod(p: ContainerLogPath): boolean {
+    return p.kind === "pod" && this.ownPod !== undefined && p.podUid.toLowerCase() === this.ownPod.uid;
+  }
+
+  /**
+   * Damage to node-cuids.jsonl must never change a running container's identity (issue 11 item 8): bad lines are
+   * logged with their reason (the file was kept aside and rewritten with the good ones); a lost CUID is taken
+   * from the CUID ledger; an instance whose CUID is lost everywhere although its lines were already sent stops
+   * the agent (IKON_ERR_STATE_DAMAGED) instead of getting a new CUID.
+   */
+  private checkDamage(found: ReadonlyArray<{ p: ContainerLogPath; streamKey: string }>): void {
+    const { log } = this.opts;
+    const { cuids } = this;
+    if (cuids.damage.length)
+      log.error(
+        { path: cuids.path, bad: cuids.damage, keptAs: cuids.quarantined, code: "IKON_ERR_STATE_DAMAGED" },
+        "node-cuids.jsonl had damaged lines: they were skipped (the file as it was is kept aside); lost CUIDs are recovered from the ledger",
+      );
+    const lost = found.filter(
+      ({ p, streamKey }) =>
+        !cuids.get(instanceKey(p)) &&
+        !cuids.recoverable.has(instanceKey(p)) &&
+        this.opts.shipped?.(streamKey),
+    );
+    if (lost.length)
+      throw ERR_STATE_DAMAGED(
+        `${cuids.path} has no CUID for ${lost.length} container instance(s) whose lines were already sent (${lost
+          .slice(0, 5)
+          .map(({ p }) => instanceKey(p))
+          .join(
+            ", ",
+          )}), and the CUID ledger does not know them either: a new CUID would silently change their identity. Restore ${cuids.path}${cuids.quarantined ? ` (the damaged file is kept as ${cuids.quarantined})` : ""}; or, to give every instance a new CUID knowingly, also remove ${join(this.opts.stateDir, "checkpoints.json")} (their logs are then read again from the start)`,
+      );
+  }
+
   private createExisting(): void {
     const found: ContainerLogPath[] = [];
+    const keyed: Array<{ p: ContainerLogPath; streamKey: string }> = [];
     const list = (d: string) => {
       try {
         return readdirSync(d);
@@ -109,14 +187,26 @@ export class NodeMode {
       for (const c of list(join(podDir, pod)))
         for (const f of list(join(podDir, pod, c))) {
           const p = parsePodLogPath(`${pod}/${c}/${f}`);
-          if (p) found.push(p);
+          if (p && !(this.isOwnPod(p) && !this.opts.node.includeOwnLogs)) {
+            found.push(p);
+            keyed.push({ p, streamKey: `file:0:${pod}/${c}/${f}` });
+          }
         }
     if (this.opts.node.dockerLogDir)
       for (const id of list(this.roots[1]!)) {
         const p = parseDockerLogPath(`${id}/${id}-json.log`);
-        if (p && existsSync(join(this.roots[1]!, id, `${id}-json.log`))) found.push(p);
+        if (p && existsSync(join(this.roots[1]!, id, `${id}-json.log`))) {
+          found.push(p);
+          keyed.push({ p, streamKey: `file:1:${id}/${id}-json.log` });
+        }
       }
+    this.checkDamage(keyed);
     const created = this.cuids.createMany(found);
+    for (const e of this.cuids.recovered.splice(0))
+      this.opts.log.warn(
+        { cuid: e.cuid, key: e.key, path: this.cuids.path },
+        "CUID of a running container instance was missing from node-cuids.jsonl; recovered from the ledger",
+      );
     for (const e of created) {
       this.opts.log.info({ cuid: e.cuid, ...withoutKey(e) }, "new container instance");
       this.instanceStarted(e);
@@ -200,8 +290,9 @@ export class NodeMode {
     if (!p) return undefined;
     const o = { maxLineBytes: this.opts.maxLineBytes };
     // kubelet's files are CRI; with the (removed) dockershim they were links to Docker json-file logs.
-    if (p.kind === "docker" || startsWithBrace(info.path)) return new DockerJsonDecoder(o);
-    return new CriDecoder(o);
+    const d =
+      p.kind === "docker" || startsWithBrace(info.path) ? new DockerJsonDecoder(o) : new CriDecoder(o);
+    return this.isOwnPod(p) ? new StderrOnlyDecoder(d) : d;
   };
 
   private trackPodFields(uid: string, fields: Fields): void {

@@ -38,6 +38,8 @@ export interface TailerOptions {
   ownedSince?: number;
   /** How folders are found: native inotify watches (default) or chokidar. */
   watcher?: "inotify" | "chokidar";
+  /** Paths never read (the agent's own outputs and state inside a watched folder; see src/cli/own-output.ts). */
+  skip?: (path: string) => boolean;
   /** Reads at once, at most (bounds memory with thousands of files). */
   maxConcurrentReads?: number;
 }
@@ -103,7 +105,7 @@ export class Tailer {
     const root = this.rootOf(path);
     if (root < 0) return undefined;
     const rel = relative(this.roots[root]!, path);
-    if (!rel || !this.isIncluded(rel) || this.isExcluded(rel)) return undefined;
+    if (!rel || !this.isIncluded(rel) || this.isExcluded(rel) || this.opts.skip?.(path)) return undefined;
     return { root, rel };
   }
 
@@ -314,6 +316,7 @@ export class Tailer {
       if (l.isDirectory()) return this.folderEvent(path);
       if (l.isSymbolicLink()) {
         const target = await realpath(path);
+        if (this.opts.skip?.(target)) return; // a link to the agent's own output
         if (this.rootOf(target) < 0) {
           this.reportOnce(
             `symlink:${path}`,
