@@ -29,3 +29,8 @@ if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi
 # helm (renders the chart) and a strict Kubernetes decoder, built once from the Go module proxy into .cache/,
 # for test/deploy (needs Go).
 if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; sh scripts/k8s-strict.sh >/dev/null; fi
+
+# The real single-node Kubernetes of test/cluster (scripts/cluster.sh): binaries built once per machine under
+# /var/tmp/ikontainer-k8s (~8 min cold), Debian's containerd, CNI plugins and busybox-static. Root only; the
+# cluster tests fail (not skip) without it.
+if [ "$(id -u)" -eq 0 ]; then sh scripts/cluster.sh build >/dev/null; fi

@@ -13,7 +13,9 @@ ctr_k8s() { ctr --address "$CTR_ADDR" --namespace k8s.io "$@"; }
 import_tar() { # TAR: pinned, so the kubelet's image GC never removes it (nothing could pull it back)
   ctr_k8s images import --no-unpack=false "$1" >/dev/null 2>&1 || ctr_k8s images import "$1" >/dev/null ||
     die "could not import $1 into containerd"
-  ctr_k8s images label "$2" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
+  ref=$2
+  case $ref in */*) ;; *) ref=docker.io/library/$ref ;; esac # how the kubelet spells a short name
+  ctr_k8s images label "$ref" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
 }
 
 pause_image_tar() { # OUT
