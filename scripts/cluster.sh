@@ -191,7 +191,7 @@ control_plane_up() {
     --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --enable-admission-plugins NodeRestriction --allow-privileged=true --profiling=false \
-    --endpoint-reconciler-type none
+    --endpoint-reconciler-type none --kubelet-preferred-address-types InternalIP
   wait_for kube-apiserver 120 kubectl_ get --raw /readyz
   start_bg kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG_ADMIN" \
     --authentication-kubeconfig "$KUBECONFIG_ADMIN" --authorization-kubeconfig "$KUBECONFIG_ADMIN" \

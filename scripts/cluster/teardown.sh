@@ -35,7 +35,7 @@ stop_workloads() {
   return 0
 }
 
-unmount_under() { # PREFIX...: deepest first
+unmount_under() { # REGEX...: mount points matching, deepest first
   for prefix in "$@"; do
     awk '{print $5}' /proc/self/mountinfo | sed 's/\\040/ /g' | grep -E "^$prefix" | sort -r |
       while IFS= read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
@@ -81,14 +81,16 @@ down() {
   stop_recorded kube-apiserver 10
   stop_recorded etcd 10
   stop_recorded containerd 10
-  unmount_under /var/lib/kubelet/ "$RUN/" "$WORK/" /run/netns/cni- /run/containerd/io.containerd
+  # the kubelet bind-mounts its root folder onto itself (shared propagation): that mount goes too
+  unmount_under '/var/lib/kubelet(/|$)' "$RUN/" "$WORK/" /run/netns/cni- /run/containerd/io.containerd
   rm -f /run/netns/cni-* 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
   ip route del blackhole "$SVC_CIDR" 2>/dev/null || true
   remove_iptables
   remove_cgroups
   restore_sysctls
-  rm -rf /var/lib/cni/results/ikontainer-k8s-* /var/lib/kubelet /var/log/pods /var/log/containers
+  rm -rf /var/lib/cni/results/ikontainer-k8s-* /var/lib/kubelet /var/log/pods /var/log/containers ||
+    log "could not remove everything under /var/lib/kubelet or /var/log (see mounts above)"
   if [ -d "$WORK/logs" ]; then rm -rf "$BASE/logs.last" && cp -r "$WORK/logs" "$BASE/logs.last"; fi
   rm -rf "$RUN" "$WORK"
   log "down"
