@@ -20,6 +20,7 @@ import {
   BURST_BATCHES,
   burstWriter,
   deployment,
+  linesOfEnded,
   parseLine,
   pod as podManifest,
   steadyWriter,
@@ -195,13 +196,25 @@ describe("DaemonSet from the helm chart, file output", () => {
         return true;
       }
     });
-    copyFileSync(join(appDir, "2.log"), join(scratch, "app-2.log"));
-    for (const r of [0, 1, 2]) appTruth[r] = criLines(readFileSync(join(scratch, `app-${r}.log`), "utf8"));
+    for (const r of [0, 1]) appTruth[r] = criLines(readFileSync(join(scratch, `app-${r}.log`), "utf8"));
+    const podRecords = () =>
+      readJsonRecords(out()).filter((r) => r.namespace === ns && r.pod === web.metadata.name);
+    // the last instance's own count, from its end line (the kubelet removed the deleted pod's logs)
+    let endLine: string | undefined;
+    await waitUntil(
+      "the last app instance's end line",
+      () => {
+        endLine = podRecords()
+          .map((r) => String(r.message))
+          .find((m) => m.startsWith("app-end "));
+        return endLine !== undefined;
+      },
+      { stallMs: 60_000, progress: () => podRecords().length },
+    );
+    appTruth[2] = linesOfEnded("app", endLine!);
     for (const lines of appTruth) expect(lines.length).toBeGreaterThanOrEqual(40);
 
     // every written line arrives; then nothing more (no late duplicates)
-    const podRecords = () =>
-      readJsonRecords(out()).filter((r) => r.namespace === ns && r.pod === web.metadata.name);
     const expected = appTruth.flat().length + burstTotal + 1;
     await waitUntil("every workload line in the agent's file output", () => podRecords().length >= expected, {
       stallMs: 60_000,
@@ -223,7 +236,11 @@ describe("DaemonSet from the helm chart, file output", () => {
       );
     }
     for (const r of app) {
-      const p = parseLine(String(r.message))!;
+      const p = parseLine(String(r.message));
+      if (!p) {
+        expect(String(r.message)).toMatch(/^app-end /);
+        continue;
+      }
       expect(r.request_id).toBe(p.rid);
       expect(r.node).toBe(c.env.IKONTAINER_K8S_NODE);
       expect(r.svc).toBe(`app.${ns}.cluster.local`);
@@ -318,8 +335,8 @@ describe("DaemonSet from the helm chart, file output", () => {
       [reuser!.metadata.name, reuser!.metadata.name],
     ] as const) {
       const recs = recordsOf(pod);
-      expect(recs.every((r) => String(r.message).startsWith(`${tag} inst=`))).toBe(true);
-      expect(new Set(recs.map((r) => parseLine(String(r.message))?.inst)).size).toBe(1);
+      expect(recs.every((r) => new RegExp(`^${tag}(-end)? inst=`).test(String(r.message)))).toBe(true);
+      expect(new Set(recs.map((r) => /inst=(\w+)/.exec(String(r.message))?.[1])).size).toBe(1);
     }
     for (const r of readJsonRecords(out()))
       if (r.ikontainer_CUID === firstCuid[0]) expect(r.pod).toBe("ip-first");
@@ -400,9 +417,20 @@ describe("DaemonSet with outputs={stdout} (issue 15): the agent never re-reads i
       "talker stopped",
       guard(() => c.podsBySelector(ns, "app=talker").length === 0),
     );
-    truth[2] = criLines(readFileSync(join(appDir, "2.log"), "utf8"));
-    const total = truth.flat().length;
     const talkerRecords = () => check().filter((r) => r.pod === talker.metadata.name);
+    let endLine: string | undefined;
+    await waitUntil(
+      "the last talker instance's end line",
+      guard(() => {
+        endLine = talkerRecords()
+          .map((r) => String(r.message))
+          .find((m) => m.startsWith("talk-end "));
+        return endLine !== undefined;
+      }),
+      { stallMs: 60_000, progress: () => talkerRecords().length },
+    );
+    truth[2] = linesOfEnded("talk", endLine!);
+    const total = truth.flat().length;
     await waitUntil("every talker line on the agent's stdout", () => talkerRecords().length >= total, {
       stallMs: 60_000,
       progress: () => talkerRecords().length,

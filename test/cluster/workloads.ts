@@ -4,11 +4,15 @@
  * show up exactly.
  */
 
-/** 20 lines/s until SIGTERM: `<tag> inst=<token> seq=<n> x-request-id=<token>-<n>`. */
+/**
+ * 20 lines/s: `<tag> inst=<token> seq=<n> x-request-id=<token>-<n>`; on SIGTERM (pod deletion) a last line
+ * `<tag>-end inst=<token> last=<n>` says how many it wrote (the kubelet removes a deleted pod's logs at once,
+ * so the file cannot be the reference for the last instance).
+ */
 export const steadyWriter = (tag: string): string[] => [
   "sh",
   "-c",
-  `tok=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \\n'); trap 'exit 0' TERM; i=0
+  `tok=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \\n'); trap 'echo "${tag}-end inst=$tok last=$i"; exit 0' TERM; i=0
 while true; do i=$((i+1)); echo "${tag} inst=$tok seq=$i x-request-id=$tok-$i"; sleep 0.05; done`,
 ];
 
@@ -77,4 +81,15 @@ export function pod(ns: string, name: string, image: string, containers: Contain
 export function parseLine(text: string): { inst: string; seq: number; rid: string } | undefined {
   const m = /inst=(\w+) seq=(\d+) x-request-id=(\S+)/.exec(text);
   return m ? { inst: m[1]!, seq: Number(m[2]), rid: m[3]! } : undefined;
+}
+
+/** The lines a steady writer wrote, from its end line (`<tag>-end inst=<token> last=<n>`). */
+export function linesOfEnded(tag: string, endLine: string): string[] {
+  const m = /inst=(\w+) last=(\d+)/.exec(endLine);
+  if (!m) throw new Error(`not an end line: ${endLine}`);
+  const [tok, last] = [m[1]!, Number(m[2])];
+  const out: string[] = [];
+  for (let i = 1; i <= last; i++) out.push(`${tag} inst=${tok} seq=${i} x-request-id=${tok}-${i}`);
+  out.push(endLine);
+  return out;
 }
