@@ -53,3 +53,8 @@ if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; sh scripts
 # machine and Node version into /var/tmp/ikontainer-image (scripts/docker.sh).
 sh scripts/docker.sh install
 sh scripts/docker.sh base-tar >/dev/null
+
+# The real single-node Kubernetes of test/cluster (scripts/cluster.sh): binaries built once per machine under
+# /var/tmp/ikontainer-k8s (~8 min cold), Debian's containerd, CNI plugins and busybox-static. Root only; the
+# cluster tests fail (not skip) without it.
+if [ "$(id -u)" -eq 0 ]; then sh scripts/cluster.sh build >/dev/null; fi

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PodWatcher } from "../../src/sources/node/kube.js";
+import { readLedger } from "../../src/store/ledger.js";
 import { type AgentProcess, removeDir, startCli, stopAgent, tempDir } from "../helpers/agent.js";
 
 /**
@@ -255,5 +256,9 @@ describe("run --mode node --kube-enrich (real agent process)", () => {
     expect(second["labels.tier"]).toBe("back");
     expect(second.ikontainer_CUID).toBe(first.ikontainer_CUID);
     expect((await stopAgent(agent)).code).toBe(0);
+    // the ledger learns the pod IP too, so `whois <ip>` finds node-mode instances
+    const ledger = readLedger(join(root, "state"));
+    expect(ledger.find((e) => e.cuid === first.ikontainer_CUID)?.pod_ip).toBe("10.2.0.7");
+    expect(ledger.find((e) => e.cuid === other.ikontainer_CUID)?.pod_ip).toBeUndefined();
   });
 });

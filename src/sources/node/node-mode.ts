@@ -225,18 +225,28 @@ export class NodeMode {
     this.opts.onInstance?.(e);
     const ledger = this.opts.ledger;
     if (!ledger) return;
-    ledger.recordStart({
-      cuid: e.cuid,
-      svc: this.svcOf(e),
-      started_at: e.created_at,
-      ...withoutKey(e),
-      ...(this.opts.node.nodeName ? { node: this.opts.node.nodeName } : {}),
-    });
+    this.recordLedgerStart(e);
     // A newer restart of the same container means the previous instances have stopped.
     if (e.pod_uid !== undefined && e.restart !== undefined)
       for (const old of this.cuids.all())
         if (old.pod_uid === e.pod_uid && old.container === e.container && (old.restart ?? 0) < e.restart)
           this.instanceStopped(old);
+  }
+
+  /** Pod IP written to the ledger per instance key: `whois <ip>` needs it, and it is known only from the API. */
+  private readonly ledgerIp = new Map<string, string>();
+
+  private recordLedgerStart(e: ContainerCuid): void {
+    const podIp = e.pod_uid !== undefined ? this.watcher?.get(e.pod_uid)?.podIP : undefined;
+    if (podIp) this.ledgerIp.set(e.key, podIp);
+    this.opts.ledger?.recordStart({
+      cuid: e.cuid,
+      svc: this.svcOf(e),
+      started_at: e.created_at,
+      ...withoutKey(e),
+      ...(this.opts.node.nodeName ? { node: this.opts.node.nodeName } : {}),
+      ...(podIp ? { pod_ip: podIp } : {}),
+    });
   }
 
   private instanceStopped(e: ContainerCuid): void {
@@ -309,6 +319,12 @@ export class NodeMode {
   private enrichPod(pod: PodMeta): void {
     const set = this.fieldsByPod.get(pod.uid);
     if (set) for (const f of set) applyPod(f, pod);
+    // The IP arrives after the instance's ledger start (the kubelet writes logs before the API has the pod's
+    // status): add it to the running instances' entries (the ledger keeps the first start time).
+    if (!pod.podIP || !this.opts.ledger) return;
+    for (const e of this.cuids.all())
+      if (e.pod_uid === pod.uid && !this.stopped.has(e.key) && this.ledgerIp.get(e.key) !== pod.podIP)
+        this.recordLedgerStart(e);
   }
 
   /** Forgets instances whose log file has been gone for `forgetAfter` (deleted pods, old restarts). */
