@@ -138,7 +138,7 @@ export function requestHops(id: string, hops: readonly TraceHop[], truncated: bo
       (
         h,
         i,
-      ) => `<li class="hop" data-testid="hop" data-cuid="${text(h.cuid)}"><div class="hop-head c${hue(h.cuid)}"><span class="n">${i + 1}</span>
+      ) => `<li class="hop" data-testid="hop" data-cuid="${text(h.cuid)}" data-first="${text(h.first)}"><div class="hop-head c${hue(h.cuid)}"><span class="n">${i + 1}</span>
 <b>${text(h.svc)}</b> ${link("/instance", { cuid: h.cuid }, h.cuid)} · pod ${text(h.pod ?? "-")} · IP ${text(h.pod_ip ?? "-")} · ${text(h.first ?? "-")} … ${text(h.last ?? "-")} · ${h.lines.length} line${h.lines.length === 1 ? "" : "s"}</div>
 ${linesTable(h.lines, false)}</li>`,
     )

@@ -10,7 +10,7 @@ form.search label,form.cursor-form label{display:flex;flex-direction:column;font
 input{font:13px monospace;padding:3px 5px;min-width:12em}button{padding:4px 12px}
 table{border-collapse:collapse;background:#fff;margin:6px 0;width:100%}
 th,td{border:1px solid #e2e4ea;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}
-td.t,td.cuid,td.rid{font-family:monospace;white-space:nowrap;font-size:12px}td.msg{font-family:monospace;word-break:break-all}
+td.t,td.cuid,td.rid{font-family:monospace;white-space:nowrap;font-size:12px}td.msg{font-family:monospace;overflow-wrap:anywhere;min-width:28em}
 .ctl{color:#b00;background:#fee;font-size:11px}
 .c0{background:#e3f0ff}.c1{background:#ffe9d6}.c2{background:#e4f7e4}.c3{background:#f3e5ff}
 .c4{background:#fff7c9}.c5{background:#dff7f7}.c6{background:#ffe0ea}.c7{background:#ececec}
@@ -20,7 +20,7 @@ svg.timeline{background:#fff;border:1px solid #dde;max-width:100%;height:auto}
 svg .lbl{font-size:13px;font-weight:600}svg .sub{font-size:10px;fill:#667;font-family:monospace}
 svg .inferred .bar{stroke:#333;stroke-dasharray:5 3;stroke-width:1.5}svg .mark{font-size:11px;fill:#222}
 svg .cursor{stroke:#d00;stroke-width:2}
-.cursor-form{display:flex;gap:12px;align-items:end;margin:6px 0}#at-slider{min-width:30em}
+.cursor-form{display:flex;gap:12px;align-items:end;margin:6px 0}#at-slider{min-width:30em}#at-text{min-width:19em}
 .answer{background:#fffbe0;border:1px solid #e6d87a;padding:6px 8px}
 ol.path{padding-left:0;list-style:none}.hop{margin:8px 0}.hop-head{padding:4px 8px;border:1px solid #ccd}
 .hop-head .n{display:inline-block;background:#1d2330;color:#fff;border-radius:10px;padding:0 7px;margin-right:6px}
