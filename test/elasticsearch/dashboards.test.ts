@@ -197,7 +197,7 @@ describe("dashboards/ (Kibana 8 saved objects)", () => {
       await fetch(`${es}/_index_template/${prefix}`, { method: "DELETE" });
       await fetch(`${es}/${prefix}-*`, { method: "DELETE" });
     }
-  });
+  }, 400_000); // waits for the shared node, which a loaded machine may still be starting
 });
 
 describe("ikontainer dashboards import", () => {
