@@ -29,13 +29,25 @@ export function kqlOf(q: KibanaQuery): string {
   return parts.join(" and ");
 }
 
-/** `<base>/app/discover#/?_g=…&_a=…`; without a time range Kibana's last 24 hours would hide older lines. */
-export function discoverUrl(base: string, q: KibanaQuery, dataViewId = "ikontainer-logs"): string {
+/** The saved search dashboards/ installs for "an IP's lines at time T, split by CUID". */
+export const IP_SAVED_SEARCH = "ikontainer-ip-lines-by-cuid";
+
+/**
+ * `<base>/app/discover#/?_g=…&_a=…` (or `#/view/<saved search>?…`, whose columns and split the URL's query
+ * keeps); without a time range Kibana's last 24 hours would hide older lines.
+ */
+export function discoverUrl(
+  base: string,
+  q: KibanaQuery,
+  savedSearch?: string,
+  dataViewId = "ikontainer-logs",
+): string {
   const from = q.since !== undefined ? new Date(q.since).toISOString() : "now-1y";
   const to = q.until !== undefined ? new Date(q.until).toISOString() : "now";
   const g = `(time:(from:${rison(from)},to:${rison(to)}))`;
   const a =
     `(columns:!(ikontainer_CUID,request_id,svc,pod,pod_ip,message),index:${rison(dataViewId)},` +
     `query:(language:kuery,query:${rison(kqlOf(q))}),sort:!(!('@timestamp',asc)))`;
-  return `${base.replace(/\/+$/, "")}/app/discover#/?_g=${encodeURIComponent(g)}&_a=${encodeURIComponent(a)}`;
+  const view = savedSearch ? `view/${encodeURIComponent(savedSearch)}` : "";
+  return `${base.replace(/\/+$/, "")}/app/discover#/${view}?_g=${encodeURIComponent(g)}&_a=${encodeURIComponent(a)}`;
 }

@@ -4,7 +4,7 @@ import { parseTime } from "../config/units.js";
 import { errorMessage, isIkontainerError } from "../core/errors.js";
 import type { LogFilter, Store } from "../store/query.js";
 import { page, text } from "./html.js";
-import { discoverUrl } from "./kibana-url.js";
+import { discoverUrl, IP_SAVED_SEARCH } from "./kibana-url.js";
 import {
   holderBox,
   holdersTable,
@@ -208,14 +208,18 @@ export class UiServer {
     const rid = p.rid
       ? `<p><a data-testid="request-link" href="/request?id=${encodeURIComponent(p.rid)}">Path of request ${text(p.rid)} through the instances</a></p>`
       : "";
-    const kibana = discoverUrl(this.o.kibana, {
-      ...(p.cuid ? { cuid: p.cuid } : {}),
-      ...(p.rid ? { requestId: p.rid } : {}),
-      ...(p.svc ? { svc: p.svc } : {}),
-      ...(p.ip && at === undefined ? { ip: p.ip } : {}),
-      ...(since !== undefined ? { since } : {}),
-      ...(until !== undefined ? { until } : {}),
-    });
+    const kibana = discoverUrl(
+      this.o.kibana,
+      {
+        ...(p.cuid ? { cuid: p.cuid } : {}),
+        ...(p.rid ? { requestId: p.rid } : {}),
+        ...(p.svc ? { svc: p.svc } : {}),
+        ...(p.ip && at === undefined ? { ip: p.ip } : {}),
+        ...(since !== undefined ? { since } : {}),
+        ...(until !== undefined ? { until } : {}),
+      },
+      p.ip && at === undefined ? IP_SAVED_SEARCH : undefined,
+    );
     const { after: _a, ...keep } = p;
     return page(
       "search",
@@ -243,7 +247,8 @@ ${linesTable(res.lines)}${pager("/search", { ...keep, after: p.after }, res.next
       this.o.source,
       `<h1 data-testid="ip-title">Instances that held ${text(p.ip)}</h1>
 ${ipTimeline(p.ip, holders, this.now(), at)}${at !== undefined ? holderBox(p.ip, at, h) : ""}${holdersTable(holders)}
-<p><a data-testid="ip-all-lines" href="/search?ip=${encodeURIComponent(p.ip)}">Every line of every holder (what a search by IP alone mixes)</a></p>${lines}`,
+<p><a data-testid="ip-all-lines" href="/search?ip=${encodeURIComponent(p.ip)}">Every line of every holder (what a search by IP alone mixes)</a>
+· <a data-testid="ip-kibana" href="${text(discoverUrl(this.o.kibana, { ip: p.ip, ...(at !== undefined ? { since: at - 60_000, until: at + 60_000 } : {}) }, IP_SAVED_SEARCH))}" rel="noreferrer">The IP's lines split by CUID in Kibana</a></p>${lines}`,
     );
   }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,7 +7,7 @@ import type { LogFilter, Store } from "../../src/store/query.js";
 import { RequestIdExtractor } from "../../src/transforms/request-id.js";
 import { encodeJsonLines } from "../../src/transforms/tag.js";
 import { text } from "../../src/ui/html.js";
-import { discoverUrl } from "../../src/ui/kibana-url.js";
+import { discoverUrl, IP_SAVED_SEARCH } from "../../src/ui/kibana-url.js";
 import { type Cursor, holderAt, holdersOf, linesPage } from "../../src/ui/queries.js";
 
 const A = "0196f1c2-0000-7000-8000-00000000000a";
@@ -121,5 +121,16 @@ describe("escaping", () => {
     const a = decodeURIComponent(u.hash.split("&_a=")[1]!);
     expect(a).toContain(`query:(language:kuery,query:'ikontainer_CUID : "x\\"y!'z!!"')`);
     expect(decodeURIComponent(u.hash)).toContain("time:(from:'1970-01-01T00:00:00.000Z',to:'now')");
+  });
+
+  it("links an IP to the saved search dashboards/ installs", () => {
+    const u = new URL(discoverUrl("http://kibana:5601", { ip: "10.1.0.5" }, IP_SAVED_SEARCH));
+    expect(u.hash.startsWith(`#/view/${IP_SAVED_SEARCH}?_g=`)).toBe(true);
+    expect(decodeURIComponent(u.hash)).toContain(`query:'pod_ip : "10.1.0.5"'`);
+    const ids = readFileSync(new URL("../../dashboards/ikontainer.ndjson", import.meta.url), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { type: string; id: string }).type + ":" + JSON.parse(l).id);
+    expect(ids).toContain(`search:${IP_SAVED_SEARCH}`);
   });
 });
