@@ -36,7 +36,13 @@ export function registerUi(program: Command): void {
       const q = resolveSettings(QUERY_SETTINGS, flags);
       const source = q.es ? `Elasticsearch ${redactUrl(q.es as string)}` : "local store";
       const ui = new UiServer({ store, source, kibana: s.kibana as string, pageSize, traceCap: 5000 });
-      const addr = await ui.listen(listen.port, listen.host);
+      const addr = await ui.listen(listen.port, listen.host).catch(async (e: NodeJS.ErrnoException) => {
+        await store.close();
+        throw ERR_INVALID_SETTING(
+          `invalid --listen: cannot listen on ${s.listen as string} (${e.code ?? e.message}); pick another HOST:PORT`,
+          e,
+        );
+      });
       const host = addr.host.includes(":") ? `[${addr.host}]` : addr.host;
       process.stdout.write(`ikontainer ui: http://${host}:${addr.port}/ (Ctrl-C stops it)\n`);
       if (!LOOPBACK.test(addr.host))
