@@ -29,19 +29,26 @@ ${field("at", "IP held at", p, "ISO time")}
 <button type="submit" data-testid="q-submit">Search</button></form>`;
 }
 
-/** A stable colour index per CUID, so lines of different instances are told apart at a glance. */
-const hue = (cuid: string): number => {
+/** Colour indices of the instances on a page: the holders of an IP get distinct ones, in their order. */
+export type Colors = ReadonlyMap<string, number>;
+export const holderColors = (holders: readonly { cuid: string }[]): Colors =>
+  new Map(holders.map((h, i) => [h.cuid, i % 8]));
+
+/** A stable colour index per CUID (or its place among the page's holders), to tell instances apart at a glance. */
+const hue = (cuid: string, colors?: Colors): number => {
+  const known = colors?.get(cuid);
+  if (known !== undefined) return known;
   let h = 0;
   for (const c of cuid) h = (h * 31 + c.charCodeAt(0)) % 8;
   return h;
 };
 
-export function linesTable(lines: readonly LogRecord[], showInstance = true): string {
+export function linesTable(lines: readonly LogRecord[], showInstance = true, colors?: Colors): string {
   if (lines.length === 0) return `<p class="empty" data-testid="no-lines">No lines.</p>`;
   const rows = lines
     .map((r) => {
       const inst = showInstance
-        ? `<td class="cuid c${hue(r.cuid)}">${link("/instance", { cuid: r.cuid }, r.cuid)}</td><td>${text(r.svc)}</td><td>${text(r.pod_ip)}</td>`
+        ? `<td class="cuid c${hue(r.cuid, colors)}">${link("/instance", { cuid: r.cuid }, r.cuid)}</td><td>${text(r.svc)}</td><td>${text(r.pod_ip)}</td>`
         : "";
       const rid = r.request_id ? link("/request", { id: r.request_id }, r.request_id) : "";
       return `<tr data-testid="line" data-cuid="${text(r.cuid)}"><td class="t">${text(r.time ?? "-")}</td>${inst}<td class="rid">${rid}</td><td class="msg">${text(r.message)}</td></tr>`;
@@ -90,7 +97,7 @@ export function ipTimeline(ip: string, holders: readonly WhoisMatch[], now: numb
 <title>${text(`${h.cuid} ${h.svc} ${h.pod ?? ""} · ${h.started_at} → ${h.held_until ?? "running"} (${endNote})`)}</title>
 <a href="${text(`/instance${query({ cuid: h.cuid })}`)}"><text x="4" y="${y + 15}" class="lbl">${text(h.pod ?? h.svc)}</text>
 <text x="4" y="${y + 28}" class="sub">${text(h.cuid)}</text></a>
-<rect x="${x0.toFixed(1)}" y="${y + 4}" width="${(x1 - x0).toFixed(1)}" height="20" rx="3" class="bar c${hue(h.cuid)}"/>
+<rect x="${x0.toFixed(1)}" y="${y + 4}" width="${(x1 - x0).toFixed(1)}" height="20" rx="3" class="bar c${i % 8}"/>
 ${kind === "inferred" ? `<text x="${(x1 - 4).toFixed(1)}" y="${y + 18}" class="mark" text-anchor="end">inferred end ⇢</text>` : ""}
 ${kind === "running" ? `<text x="${(x1 - 4).toFixed(1)}" y="${y + 18}" class="mark" text-anchor="end">running →</text>` : ""}</g>`;
     })
@@ -123,8 +130,8 @@ export function holderBox(ip: string, at: number, h: WhoisMatch | undefined): st
 export function holdersTable(holders: readonly WhoisMatch[]): string {
   const rows = holders
     .map(
-      (h) =>
-        `<tr><td class="cuid c${hue(h.cuid)}">${link("/instance", { cuid: h.cuid }, h.cuid)}</td><td>${text(h.svc)}</td><td>${text(h.pod ?? "-")}</td><td>${text(h.started_at)}</td><td>${h.stopped_at ? text(h.stopped_at) : h.held_until ? `${text(h.held_until)} <em>(inferred)</em>` : "running"}</td></tr>`,
+      (h, i) =>
+        `<tr><td class="cuid c${i % 8}">${link("/instance", { cuid: h.cuid }, h.cuid)}</td><td>${text(h.svc)}</td><td>${text(h.pod ?? "-")}</td><td>${text(h.started_at)}</td><td>${h.stopped_at ? text(h.stopped_at) : h.held_until ? `${text(h.held_until)} <em>(inferred)</em>` : "running"}</td></tr>`,
     )
     .join("\n");
   return `<table class="holders"><thead><tr><th>CUID</th><th>svc</th><th>pod</th><th>started</th><th>stopped</th></tr></thead><tbody>${rows}</tbody></table>`;

@@ -6,7 +6,9 @@ import type { LogFilter, Store } from "../store/query.js";
 import { page, text } from "./html.js";
 import { discoverUrl, IP_SAVED_SEARCH } from "./kibana-url.js";
 import {
+  type Colors,
   holderBox,
+  holderColors,
   holdersTable,
   instanceFacts,
   ipTimeline,
@@ -191,9 +193,11 @@ export class UiServer {
     if (until !== undefined) base.until = until;
     let filters: LogFilter[] = [p.cuid ? { ...base, cuid: p.cuid } : base];
     let context = "";
+    let colors: Colors | undefined;
     if (p.ip) {
       // an IP stands for the instances that held it (all, or the one at `at`)
       const holders = await holdersOf(this.o.store, p.ip);
+      colors = holderColors(holders);
       const chosen = at !== undefined ? [holderAt(holders, at)].filter((h) => h !== undefined) : holders;
       const cuids = chosen.map((h) => h.cuid).filter((c) => !p.cuid || c === p.cuid);
       filters = cuids.map((cuid) => ({ ...base, cuid }));
@@ -226,7 +230,7 @@ export class UiServer {
       this.o.source,
       `<h1>Lines found</h1>${searchForm(p)}${context}${rid}
 <p class="count" data-testid="count">${res.lines.length} line${res.lines.length === 1 ? "" : "s"} on this page, in time order. <a href="${text(kibana)}" rel="noreferrer">In Kibana</a></p>
-${linesTable(res.lines)}${pager("/search", { ...keep, after: p.after }, res.next)}`,
+${linesTable(res.lines, true, colors)}${pager("/search", { ...keep, after: p.after }, res.next)}`,
     );
   }
 
@@ -240,7 +244,7 @@ ${linesTable(res.lines)}${pager("/search", { ...keep, after: p.after }, res.next
     let lines = "";
     if (h) {
       const res = await linesPage(this.o.store, [{ cuid: h.cuid }], this.o.pageSize);
-      lines = `<h2>Lines of ${text(h.cuid)}</h2>${linesTable(res.lines)}${res.next ? `<p><a href="/instance?cuid=${encodeURIComponent(h.cuid)}">All its lines</a></p>` : ""}`;
+      lines = `<h2>Lines of ${text(h.cuid)}</h2>${linesTable(res.lines, true, holderColors(holders))}${res.next ? `<p><a href="/instance?cuid=${encodeURIComponent(h.cuid)}">All its lines</a></p>` : ""}`;
     }
     return page(
       `IP ${p.ip}`,

@@ -7,10 +7,10 @@ header .src{color:#aab;margin-left:12px;font-size:12px}
 main{padding:12px 16px}h1{font-size:18px;margin:8px 0}h2{font-size:15px;margin:16px 0 6px}
 form.search{display:flex;flex-wrap:wrap;gap:6px 12px;align-items:end;background:#fff;padding:8px;border:1px solid #dde}
 form.search label,form.cursor-form label{display:flex;flex-direction:column;font-size:12px;color:#556}
-input{font:13px monospace;padding:3px 5px;min-width:12em}button{padding:4px 12px}
+input{font:13px monospace;padding:3px 5px;min-width:12em}input[name=cuid],input[name=rid]{min-width:23em}button{padding:4px 12px}
 table{border-collapse:collapse;background:#fff;margin:6px 0;width:100%}
 th,td{border:1px solid #e2e4ea;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}
-td.t,td.cuid,td.rid{font-family:monospace;white-space:nowrap;font-size:12px}td.msg{font-family:monospace;overflow-wrap:anywhere;min-width:28em}
+td.t,td.cuid,td.rid{font-family:monospace;white-space:nowrap;font-size:12px}td.msg{font-family:monospace;overflow-wrap:anywhere;min-width:18em}
 .ctl{color:#b00;background:#fee;font-size:11px}
 .c0{background:#e3f0ff}.c1{background:#ffe9d6}.c2{background:#e4f7e4}.c3{background:#f3e5ff}
 .c4{background:#fff7c9}.c5{background:#dff7f7}.c6{background:#ffe0ea}.c7{background:#ececec}
