@@ -15,6 +15,8 @@ for pair in knotd:knot kdig:knot-dnsutils dig:bind9-dnsutils nsupdate:bind9-dnsu
   command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
 [ -x /usr/bin/locust ] || need="$need python3-locust"
+# Debian's chromium for the browser tests of `ikontainer ui` (driven by playwright-core; no browser download)
+[ -x /usr/bin/chromium ] || need="$need chromium"
 if [ -n "$need" ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing Debian packages:$need (run as root or install them)" >&2

@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   trace: async () => (await import("./trace.js")).registerTrace,
   whois: async () => (await import("./whois.js")).registerWhois,
   dashboards: async () => (await import("./dashboards.js")).registerDashboards,
+  ui: async () => (await import("./ui.js")).registerUi,
 };
 
 /** Modules that add outputs, settings and start hooks to the agent commands (run, exec). */

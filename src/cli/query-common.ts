@@ -5,6 +5,7 @@ import { addSettingOptions, resolveSettings } from "../config/settings.js";
 import { parseTime } from "../config/units.js";
 import { EsStore } from "../store/elasticsearch.js";
 import { LocalStore } from "../store/local.js";
+import { MultiStore } from "../store/multi.js";
 import type { LogRecord, Store } from "../store/query.js";
 
 /** Shared by logs, trace and whois: where to read (local store or --es) and how to print. */
@@ -15,8 +16,16 @@ export function addQueryOptions(cmd: Command): Command {
 export function openStore(flags: Record<string, unknown>): Store {
   const s = resolveSettings(QUERY_SETTINGS, flags);
   if (s.es) return new EsStore(esConnection(s.es as string, s), s.esIndexPrefix as string);
-  const stateDir = s.stateDir as string;
-  return new LocalStore((s.store as string[] | undefined) ?? [join(stateDir, "store")], stateDir);
+  const stateDirs = s.stateDir as string[];
+  const extra = s.store as string[] | undefined;
+  // one state dir: its store (or --store); several: each with its own store and ledger, read as one
+  if (stateDirs.length <= 1) {
+    const stateDir = stateDirs[0] ?? "./ikontainer-state";
+    return new LocalStore(extra ?? [join(stateDir, "store")], stateDir);
+  }
+  const stores = stateDirs.map((d) => new LocalStore([join(d, "store")], d));
+  if (extra) stores.push(new LocalStore(extra, stateDirs[0]!));
+  return new MultiStore(stores);
 }
 
 export const timeFlag = (v: unknown, setting: string): number | undefined =>

@@ -156,10 +156,11 @@ export const QUERY_SETTINGS: SettingDef[] = [
   },
   {
     key: "stateDir",
-    kind: "string",
+    kind: "list",
     arg: "DIR",
-    default: "./ikontainer-state",
-    description: "state dir of the agent: its local store (store/) and CUID ledger (ledger.jsonl)",
+    default: ["./ikontainer-state"],
+    description:
+      "state dir of the agent: its local store (store/) and CUID ledger (ledger.jsonl); repeatable (one per instance)",
   },
   {
     key: "store",
