@@ -1,8 +1,7 @@
-import { createReadStream } from "node:fs";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { readLines } from "./line-reader.js";
 
 /**
  * Sorts any number of items with bounded memory: items are kept in memory up to `maxBytes` (estimated by the
@@ -42,7 +41,7 @@ export class ExternalSorter<T> {
   private readonly maxBytes: number;
 
   constructor(private readonly opts: ExternalSorterOptions = {}) {
-    this.maxBytes = opts.maxBytes ?? 32 * 1024 * 1024;
+    this.maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
   }
 
   /** `bytes`: a size estimate of the item, for the memory budget. */
@@ -95,11 +94,8 @@ export class ExternalSorter<T> {
   }
 
   private async *merge(): AsyncGenerator<T> {
-    const readers = this.runs.map((p) =>
-      createInterface({ input: createReadStream(p), crlfDelay: Number.POSITIVE_INFINITY })[
-        Symbol.asyncIterator
-      ](),
-    );
+    // small chunks: one reader per run is open at once
+    const readers = this.runs.map((p) => readLines(p, 64 * 1024));
     const heap: Array<{ item: Item<T>; src: number }> = [];
     const less = (i: number, j: number) => compareKeys(heap[i]!.item.k, heap[j]!.item.k) < 0;
     const swap = (i: number, j: number) => {
@@ -130,7 +126,7 @@ export class ExternalSorter<T> {
     const next = async (src: number): Promise<Item<T> | undefined> => {
       const r = await readers[src]!.next();
       if (r.done) return undefined;
-      const [k, v] = JSON.parse(r.value as string) as [SortKey, T];
+      const [k, v] = JSON.parse(r.value) as [SortKey, T];
       return { k, v };
     };
     try {
@@ -155,7 +151,7 @@ export class ExternalSorter<T> {
         down(0);
       }
     } finally {
-      for (const r of readers) await r.return?.();
+      for (const r of readers) await r.return(undefined);
     }
   }
 }

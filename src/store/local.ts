@@ -1,11 +1,11 @@
-import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { ERR_QUERY } from "../core/errors.js";
 import { RequestIdExtractor } from "../transforms/request-id.js";
 import { parseObject } from "../transforms/tag.js";
 import { ExternalSorter } from "./external-sort.js";
 import { type LedgerEntry, readLedger } from "./ledger.js";
+import { readLines } from "./line-reader.js";
 import { type LogFilter, type LogRecord, matches, recordBytes, type Store, timeKey } from "./query.js";
 
 /**
@@ -125,8 +125,7 @@ export class LocalStore implements Store {
     const sorter = new ExternalSorter<LogRecord>();
     for (const dir of this.storeDirs) {
       for (const file of walk(dir)) {
-        const rl = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
-        for await (const line of rl) {
+        for await (const line of readLines(file)) {
           if (needles.length > 0 && !needles.every((n) => line.includes(n))) continue;
           const r = parseStoreLine(line, file);
           if (!r) continue;
