@@ -1,6 +1,6 @@
 import { Client, type estypes } from "@elastic/elasticsearch";
-import { clientOptions, type EsConnection, redactUrl } from "../config/elasticsearch.js";
-import { ERR_QUERY, errorMessage } from "../core/errors.js";
+import { clientOptions, describeEsError, type EsConnection, redactUrl } from "../config/elasticsearch.js";
+import { ERR_QUERY } from "../core/errors.js";
 import { DEFAULT_LOGS_PREFIX, LEDGER_INDEX } from "../sinks/elasticsearch-schema.js";
 import type { LedgerEntry } from "./ledger.js";
 import type { LogFilter, LogRecord, Store } from "./query.js";
@@ -18,7 +18,10 @@ export class EsStore implements Store {
   }
 
   private fail(what: string, e: unknown): never {
-    throw ERR_QUERY(`cannot ${what} in Elasticsearch at ${redactUrl(this.conn.node)}: ${errorMessage(e)}`, e);
+    throw ERR_QUERY(
+      `cannot ${what} in Elasticsearch at ${redactUrl(this.conn.node)}: ${describeEsError(e)}`,
+      e,
+    );
   }
 
   /** Pages through the matches in time order with search_after (one page in memory at a time). */

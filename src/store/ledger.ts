@@ -10,7 +10,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "@elastic/elasticsearch";
-import { clientOptions, type EsConnection } from "../config/elasticsearch.js";
+import { clientOptions, describeEsError, type EsConnection } from "../config/elasticsearch.js";
 import { ERR_STATE_DIR, errorMessage } from "../core/errors.js";
 import { LEDGER_INDEX, ledgerIndexBody } from "../sinks/elasticsearch-schema.js";
 
@@ -164,7 +164,7 @@ export class CuidLedger {
         this.failures++;
         const delay = Math.min(this.opts.retryMaxDelay ?? 30_000, 250 * 2 ** Math.min(this.failures, 10));
         this.opts.onWarn?.("cannot copy the CUID ledger to Elasticsearch; retrying", {
-          err: errorMessage(e),
+          err: describeEsError(e),
           retryInMs: delay,
         });
         if (!this.closed) {
