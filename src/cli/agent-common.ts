@@ -64,6 +64,7 @@ export async function startAgentCore(
       structured,
       stateDir: config.stateDir,
       settings,
+      log,
     })),
   ];
   const pipeline = new Pipeline(sinks, checkpoints, log);

@@ -1,4 +1,5 @@
 import { ERR_INVALID_SETTING } from "../core/errors.js";
+import type { Logger } from "../observe/logger.js";
 import type { BatchEncoder, StructuredOptions } from "../transforms/tag.js";
 import { createEncoder } from "../transforms/tag.js";
 import { FileSink } from "./file.js";
@@ -11,6 +12,8 @@ export interface SinkFactoryContext {
   stateDir: string;
   /** Settings resolved for the command (sinks read their own keys, e.g. Elasticsearch auth). */
   settings: Readonly<Record<string, unknown>>;
+  /** The agent's logger, for sinks that retry on their own and must say why. */
+  log?: Logger;
 }
 
 type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) => Sink | Promise<Sink>;
