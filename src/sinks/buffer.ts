@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, readFile, unlink } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { ERR_SINK, ERR_STATE_DIR, errorMessage } from "../core/errors.js";
@@ -7,20 +7,10 @@ import type { LineBatch, LogLine } from "../core/record.js";
 import type { Logger } from "../observe/logger.js";
 import { silentLogger } from "../observe/logger.js";
 import { DeliveryLog, type DeliveryRecord } from "./buffer/delivery-log.js";
-import {
-  type DamagedRange,
-  decodePayload,
-  encodeFrame,
-  FRAME_HEAD,
-  payloadCrc,
-  readHead,
-  scanFrames,
-} from "./buffer/frame.js";
+import { addRange, cmp, type Entry, mergeEntries, posOf, type Ranges, type Round } from "./buffer/entries.js";
+import { decodePayload, encodeFrame, FRAME_HEAD, payloadCrc, readHead, scanFrames } from "./buffer/frame.js";
 import {
   counterBlocked,
-  counterDamagedBytes,
-  counterDamagedFrames,
-  counterDamagedLines,
   counterDelivered,
   counterDeliveryLogRepairs,
   counterRejections,
@@ -29,6 +19,7 @@ import {
   gaugeBytes,
   gaugeFull,
 } from "./buffer/metrics.js";
+import { loadSegments, reportDamage, type Segment, segmentName } from "./buffer/segments.js";
 import type { Sink, SinkReceipt } from "./sink.js";
 
 export { decodeFrame, encodeFrame } from "./buffer/frame.js";
@@ -67,64 +58,6 @@ export interface BufferOptions {
   /** fdatasync after appends and delivery records (off only for benchmarks of the format itself). */
   fsync?: boolean;
   log?: Logger;
-}
-
-/** A line's place in its input: (offset, part), part 0 for whole lines. */
-type Pos = [offset: number, part: number];
-const cmp = (a: Pos, b: Pos): number => a[0] - b[0] || a[1] - b[1];
-const posOf = (l: LogLine): Pos => [l.offset, l.part ?? 0];
-
-interface Entry {
-  /** Queue position of the frame's first byte and of the byte after it. */
-  start: number;
-  end: number;
-  batch: LineBatch;
-}
-
-interface Round {
-  entries: Entry[];
-  /** Queue position after the round's last entry. */
-  end: number;
-  /** Resolves with the first rejection, or undefined when the destination accepted every entry. */
-  done: Promise<unknown>;
-}
-
-interface Segment {
-  base: number;
-  /** Bytes of complete frames (and damaged stretches between them) in the file. */
-  size: number;
-  path: string;
-  /** Damaged stretches (segment offsets) that are skipped when reading; sorted by start. */
-  damaged: DamagedRange[];
-}
-
-const SEG_RE = /^(\d{20})\.seg$/;
-
-/** Joins consecutive entries of the same input into one batch (fewer, larger deliveries). */
-function mergeEntries(entries: Entry[]): Array<{ batch: LineBatch; starts: number[] }> {
-  const out: Array<{ batch: LineBatch; starts: number[] }> = [];
-  for (const { batch, start } of entries) {
-    const last = out[out.length - 1];
-    if (last && last.batch.inputId === batch.inputId && last.batch.stream.key === batch.stream.key) {
-      last.batch.lines.push(...batch.lines);
-      last.batch.endOffset = batch.endOffset;
-      last.batch.endPart = batch.endPart;
-      last.batch.readAt = batch.readAt;
-      last.starts.push(start);
-    } else out.push({ batch: { ...batch, lines: [...batch.lines] }, starts: [start] });
-  }
-  return out;
-}
-
-/** Range of line positions per input covered by some entries. */
-type Ranges = Map<string, { lo: Pos; hi: Pos }>;
-function addRange(r: Ranges, inputId: string, lo: Pos, hi: Pos): void {
-  const cur = r.get(inputId);
-  if (!cur) r.set(inputId, { lo, hi });
-  else {
-    if (cmp(lo, cur.lo) < 0) cur.lo = lo;
-    if (cmp(hi, cur.hi) > 0) cur.hi = hi;
-  }
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -211,36 +144,10 @@ export class BufferedSink implements Sink {
     const loaded = await this.deliveryLog.load();
     let cursor = loaded.records[loaded.records.length - 1]?.pos ?? 0;
 
-    const names = (await readdir(dir)).filter((n) => SEG_RE.test(n)).sort();
-    const boundaries = new Set<number>(); // queue positions where a frame starts or a segment ends
-    for (const [i, name] of names.entries()) {
-      const base = Number(SEG_RE.exec(name)![1]);
-      const path = join(dir, name);
-      if (this.segments.length > 0 && base < this.endPos) {
-        await unlink(path); // overlaps a segment that is still valid: left over from a torn roll-over
-        continue;
-      }
-      const last = i === names.length - 1;
-      const scan = scanFrames(await readFile(path), 0, last);
-      if (scan.tornBytes > 0) {
-        this.log.info(
-          { sink: this.id, segment: path, offset: scan.end, bytes: scan.tornBytes },
-          "buffer: cutting a frame torn by a crash mid-append (it was never acknowledged)",
-        );
-        const fh = await open(path, "r+");
-        try {
-          await fh.truncate(scan.end);
-        } finally {
-          await fh.close();
-        }
-      }
-      boundaries.add(base);
-      for (const f of scan.frames) boundaries.add(base + f.at);
-      for (const d of scan.damaged) boundaries.add(base + d.start);
-      boundaries.add(base + scan.end);
-      this.segments.push({ base, size: scan.end, path, damaged: scan.damaged });
-      this.endPos = base + scan.end;
-    }
+    const loadedSegments = await loadSegments(dir, this.log, this.id);
+    this.segments = loadedSegments.segments;
+    this.endPos = loadedSegments.endPos;
+    const boundaries = loadedSegments.boundaries;
 
     // A position the queue cannot have reached, or a damaged file: start over (duplicates rather than loss).
     const first = this.segments[0]?.base;
@@ -266,30 +173,13 @@ export class BufferedSink implements Sink {
     while (this.segments.length > 1 && this.segments[0]!.base + this.segments[0]!.size <= this.cursor)
       await unlink(this.segments.shift()!.path);
     for (const seg of this.segments)
-      for (const d of seg.damaged) if (seg.base + d.end > this.cursor) this.reportDamage(seg, d);
+      for (const d of seg.damaged)
+        if (seg.base + d.end > this.cursor) reportDamage(this.log, this.id, seg, d);
 
     if (this.segments.length === 0) this.endPos = Math.max(this.endPos, this.cursor);
     if (this.cursor > this.endPos) this.cursor = this.endPos;
     if (this.cursor < (this.segments[0]?.base ?? this.cursor)) this.cursor = this.segments[0]!.base;
     gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
-  }
-
-  /** Counts and logs a damaged stretch of a segment (its lines are lost to the destination). */
-  private reportDamage(seg: Segment, d: DamagedRange): void {
-    counterDamagedFrames.inc({ sink: this.id });
-    counterDamagedBytes.inc({ sink: this.id }, d.end - d.start);
-    if (d.lines !== undefined) counterDamagedLines.inc({ sink: this.id }, d.lines);
-    this.log.error(
-      {
-        sink: this.id,
-        segment: seg.path,
-        offset: d.start,
-        bytes: d.end - d.start,
-        ...(d.lines !== undefined ? { lines: d.lines } : {}),
-        resumeAt: d.end,
-      },
-      "buffer: damaged frame in a segment (checksum mismatch); skipping it and delivering from the next intact frame",
-    );
   }
 
   /** Runtime damage found at `off` of `seg`: finds the next intact frame; returns the offset to continue at. */
@@ -300,7 +190,7 @@ export class BufferedSink implements Sink {
     const d = scanFrames(data, off, false).damaged[0] ?? { start: off, end: seg.size };
     seg.damaged.push(d);
     seg.damaged.sort((x, y) => x.start - y.start);
-    this.reportDamage(seg, d);
+    reportDamage(this.log, this.id, seg, d);
     return d.end;
   }
 
@@ -392,7 +282,7 @@ export class BufferedSink implements Sink {
           if (!this.writer || !seg || seg.size >= this.opts.segmentBytes) {
             await this.writer?.close();
             const base = this.endPos;
-            const path = join(this.opts.dir, `${String(base).padStart(20, "0")}.seg`);
+            const path = join(this.opts.dir, segmentName(base));
             if (!seg || seg.size >= this.opts.segmentBytes || seg.base + seg.size !== base) {
               seg = { base, size: 0, path, damaged: [] };
               this.segments.push(seg);
