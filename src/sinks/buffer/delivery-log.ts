@@ -60,7 +60,8 @@ export class DeliveryLog {
         throw ERR_STATE_DIR(`cannot read ${this.path}: ${errorMessage(e)}`, e);
     }
     const lines = text.split("\n");
-    const complete = text.endsWith("\n") ? lines.length - 1 : lines.length;
+    // without a final newline the last line was being written when the process died
+    const tornAt = text.endsWith("\n") ? -1 : lines.length - 1;
     const records: DeliveryRecord[] = [];
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!;
@@ -76,7 +77,7 @@ export class DeliveryLog {
         records.push({ pos: rec.pos, d });
         continue;
       }
-      if (i >= complete) break; // torn last line
+      if (i === tornAt) break; // torn last line
       return {
         records: [],
         damage: `line ${i + 1} is not a delivery record: ${JSON.stringify(line.slice(0, 80))}`,
