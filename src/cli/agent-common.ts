@@ -4,6 +4,7 @@ import { addSettingOptions, type SettingDef } from "../config/settings.js";
 import { CheckpointStore } from "../core/checkpoint.js";
 import { type CuidRecord, loadOrCreateCuid } from "../core/cuid.js";
 import { Pipeline } from "../core/pipeline.js";
+import { ensureStateDir } from "../core/state-dir.js";
 import { createLogger, type Logger } from "../observe/logger.js";
 import { startObserveServer } from "../observe/server.js";
 import { createSinks, OUTPUT_HELP } from "../sinks/index.js";
@@ -48,6 +49,7 @@ export async function startAgentCore(
   },
 ): Promise<AgentParts> {
   const log = createLogger(config.logLevel);
+  ensureStateDir(config.stateDir);
   const cuid = loadOrCreateCuid(config.stateDir, config.cuidVersion);
   const structured: StructuredOptions = {
     identity: { cuid: cuid.cuid, svc: config.svc },
@@ -63,7 +65,7 @@ export async function startAgentCore(
       structured,
       stateDir: config.stateDir,
       settings,
-      warn: (fields, msg) => log.warn(fields, msg),
+      log,
     })),
   ];
   const pipeline = new Pipeline(sinks, checkpoints, log);

@@ -6,7 +6,7 @@ import { ERR_INVALID_SETTING } from "../core/errors.js";
 import { Ambassador } from "../discovery/ambassador.js";
 import { ServiceResolver } from "../discovery/resolve.js";
 import { createLogger } from "../observe/logger.js";
-import { RELAY_SETTINGS, untilSignal } from "./proxy.js";
+import { listenSetting, RELAY_SETTINGS, untilSignal } from "./proxy.js";
 
 const AMBASSADOR_SETTINGS: SettingDef[] = [
   {
@@ -18,7 +18,13 @@ const AMBASSADOR_SETTINGS: SettingDef[] = [
 ];
 
 export function registerAmbassador(program: Command): void {
-  const defs = [...DISCOVERY_SETTINGS, ...AMBASSADOR_SETTINGS, ...RELAY_SETTINGS];
+  // 1081, not the proxy's 1080: a proxy and an ambassador on one host must not collide by default
+  const defs = [
+    ...DISCOVERY_SETTINGS,
+    ...AMBASSADOR_SETTINGS,
+    listenSetting("127.0.0.1:1081"),
+    ...RELAY_SETTINGS,
+  ];
   const cmd = program
     .command("ambassador")
     .description(

@@ -14,7 +14,12 @@ EXTRA_AGENT_SETTINGS.push(
 
 // The client library loads only when an elasticsearch output is configured.
 registerSinkFactory("elasticsearch:", async (spec, ctx) =>
-  (await import("../sinks/elasticsearch.js")).elasticsearchSinkFromSpec(spec, ctx),
+  (await import("../sinks/elasticsearch.js")).elasticsearchSinkFromSpec(
+    spec,
+    ctx,
+    // the sink retries by itself: without this its reasons (e.g. HTTP 401) were never logged
+    ctx.log ? (msg, fields) => ctx.log?.warn(fields, msg) : undefined,
+  ),
 );
 
 /** The agent's ledger (node mode records each container instance in it). */

@@ -1,7 +1,16 @@
 import type { Command } from "commander";
 import { ERR_INVALID_SETTING } from "../core/errors.js";
 import type { LogFilter } from "../store/query.js";
-import { addQueryOptions, dash, nothingFound, oneLine, openStore, table, timeFlag } from "./query-common.js";
+import {
+  addQueryOptions,
+  dash,
+  nothingFound,
+  oneLine,
+  openStore,
+  TableWriter,
+  timeFlag,
+  writeOut,
+} from "./query-common.js";
 
 interface LogsFlags extends Record<string, unknown> {
   cuid?: string;
@@ -49,18 +58,21 @@ export function registerLogs(program: Command): void {
       if (until !== undefined) filter.until = until;
       const store = openStore(flags);
       try {
-        const recs = await store.logs(filter);
+        // streamed: one record at a time from the store to stdout, whatever --limit is
+        let found = 0;
         if (flags.json) {
-          for (const r of recs) process.stdout.write(`${JSON.stringify(r)}\n`);
-        } else if (recs.length > 0) {
-          process.stdout.write(
-            table(
-              ["TIME", "SVC", "CUID", "REQUEST-ID", "MESSAGE"],
-              recs.map((r) => [dash(r.time), r.svc, r.cuid, dash(r.request_id), oneLine(r)]),
-            ),
-          );
+          for await (const r of store.logs(filter)) {
+            found++;
+            await writeOut(`${JSON.stringify(r)}\n`);
+          }
+        } else {
+          const t = new TableWriter(["TIME", "SVC", "CUID", "REQUEST-ID", "MESSAGE"], writeOut);
+          for await (const r of store.logs(filter))
+            await t.add([dash(r.time), dash(r.svc), dash(r.cuid), dash(r.request_id), oneLine(r)]);
+          await t.end();
+          found = t.rows;
         }
-        if (recs.length === 0) nothingFound("no lines match");
+        if (found === 0) nothingFound("no lines match");
       } finally {
         await store.close();
       }

@@ -61,6 +61,11 @@ async function runAgent(
 
   const parts = await startAgentCore(config, settings, { checkpoints: true, mode: "run" });
   const { pipeline, checkpoints, log } = parts;
+  if (node.mode === "node" && config.watch.length > 0)
+    log.warn(
+      { watch: config.watch, podLogDir: node.podLogDir },
+      "--watch is ignored in --mode node: it reads the kubelet's pod logs (--pod-log-dir, --docker-log-dir)",
+    );
   // Node mode: kubelet's pod logs, a CUID per container instance, CRI / Docker decoding (src/sources/node).
   const nodeMode =
     node.mode === "node"

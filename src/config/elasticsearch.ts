@@ -114,6 +114,11 @@ export function esConnection(
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
     throw ERR_INVALID_SETTING(`invalid ${setting}: expected http(s)://HOST:PORT (got "${redactUrl(url)}")`);
+  if (parsed.username || parsed.password)
+    throw ERR_INVALID_SETTING(
+      `invalid ${setting}: credentials in the URL are not accepted (they would show in ps, logs and metrics); ` +
+        "use --es-username with --es-password-file or IKONTAINER_ES_PASSWORD, or --es-api-key-file / IKONTAINER_ES_API_KEY",
+    );
   const conn: EsConnection = { node: url, requestTimeout: (s.esRequestTimeout as number) ?? 30_000 };
   const apiKey = s.esApiKeyFile
     ? readSecret(s.esApiKeyFile as string, "--es-api-key-file")
@@ -139,6 +144,30 @@ export function clientOptions(conn: EsConnection): ClientOptions {
   if (conn.auth) o.auth = conn.auth;
   if (conn.ca) o.tls = { ca: conn.ca };
   return o;
+}
+
+/**
+ * An Elasticsearch client error as one line: HTTP status with the server's error type and reason (a 401
+ * used to be logged as `"err":""`), with a hint for authentication and permission failures.
+ */
+export function describeEsError(e: unknown): string {
+  const meta = (e as { meta?: { statusCode?: number; body?: unknown } } | undefined)?.meta;
+  if (meta?.statusCode !== undefined) {
+    const body = meta.body as { error?: { type?: string; reason?: string } | string } | string | undefined;
+    let reason = "";
+    if (typeof body === "string") reason = body.slice(0, 300);
+    else if (typeof body?.error === "string") reason = body.error;
+    else if (body?.error) reason = [body.error.type, body.error.reason].filter(Boolean).join(": ");
+    const hint =
+      meta.statusCode === 401
+        ? " (authentication failed: check --es-username with --es-password-file, or --es-api-key-file)"
+        : meta.statusCode === 403
+          ? " (the user lacks a privilege on this index)"
+          : "";
+    return `HTTP ${meta.statusCode}${reason ? ` ${reason.slice(0, 300)}` : ""}${hint}`;
+  }
+  const m = e instanceof Error ? e.message || e.name : String(e);
+  return m || "unknown error";
 }
 
 /** The URL without user:password, for ids, logs and messages. */

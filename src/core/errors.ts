@@ -58,6 +58,11 @@ export const ERR_DNS_NOT_FOUND = def("IKON_ERR_DNS_NOT_FOUND", "dns");
 export const ERR_QUERY = def("IKON_ERR_QUERY", "query");
 /** `dashboards import`: Kibana could not be reached or refused the saved objects (message lists its errors). */
 export const ERR_DASHBOARDS_IMPORT = def("IKON_ERR_DASHBOARDS_IMPORT", "io");
+/**
+ * A server could not listen (port in use, host name that does not resolve, address not on this machine);
+ * the message names the flag (--metrics-port/--metrics-host, --listen).
+ */
+export const ERR_LISTEN = def("IKON_ERR_LISTEN", "io");
 /** The child of `ikontainer exec` could not be started. */
 export const ERR_EXEC_SPAWN = def("IKON_ERR_EXEC_SPAWN", "io");
 

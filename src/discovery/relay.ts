@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { errorMessage } from "../core/errors.js";
+import { listenOrExplain } from "../core/listen.js";
 import type { Logger } from "../observe/logger.js";
 import { dnsMetrics } from "./metrics.js";
 import type { Endpoint } from "./resolve.js";
@@ -33,15 +34,10 @@ export abstract class RelayServer {
 
   protected abstract handle(client: Socket, id: number): Promise<void>;
 
-  listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        const a = this.server.address() as { address: string; port: number };
-        resolve({ host: a.address, port: a.port });
-      });
-    });
+  async listen(host: string, port: number, flag = "--listen"): Promise<{ host: string; port: number }> {
+    await listenOrExplain(this.server, host, port, flag);
+    const a = this.server.address() as { address: string; port: number };
+    return { host: a.address, port: a.port };
   }
 
   get connections(): number {

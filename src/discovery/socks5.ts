@@ -1,13 +1,16 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { isIP, type Socket } from "node:net";
 import { errorMessage } from "../core/errors.js";
 import { dnsMetrics } from "./metrics.js";
 import { type RelayLogger, RelayServer } from "./relay.js";
+import { type Credentials, isLocalAddress, type RelayPolicy } from "./relay-policy.js";
 import type { ServiceResolver } from "./resolve.js";
 
 /** RFC 1928 reply codes. */
 const REP = {
   SUCCEEDED: 0,
   GENERAL_FAILURE: 1,
+  NOT_ALLOWED: 2,
   NETWORK_UNREACHABLE: 3,
   HOST_UNREACHABLE: 4,
   CONNECTION_REFUSED: 5,
@@ -87,18 +90,55 @@ function repFor(e: unknown): number {
   return REP.GENERAL_FAILURE;
 }
 
+const digest = (s: Buffer | string) => createHash("sha256").update(s).digest();
+
+export interface Socks5Options {
+  connectTimeoutMs?: number;
+  /** Which destinations may be relayed to (names under the zone, `--allow`). */
+  policy: RelayPolicy;
+  /** When set, clients must authenticate with username/password (RFC 1929). */
+  credentials?: Credentials | undefined;
+}
+
 /**
- * A SOCKS5 proxy (RFC 1928, CONNECT, no authentication) that resolves names itself, as curl's socks5h://
- * expects: names under the zone through SRV and the instance records, others through ordinary DNS. Every
- * connection resolves again (cached only for the records' TTL) and is logged with the chosen instance's CUID.
+ * A SOCKS5 proxy (RFC 1928, CONNECT) that resolves names itself, as curl's socks5h:// expects: names under
+ * the zone through SRV and the instance records; other destinations only when `--allow`ed (reply 2, "not
+ * allowed by ruleset", otherwise), never itself. Optional username/password authentication (RFC 1929).
+ * Every connection resolves again (cached only for the records' TTL) and is logged with the instance's CUID.
  */
 export class Socks5Proxy extends RelayServer {
+  private readonly connectTimeoutMs: number;
+
   constructor(
     private readonly resolver: ServiceResolver,
     log: RelayLogger,
-    private readonly connectTimeoutMs = 3000,
+    private readonly opts: Socks5Options,
   ) {
     super(log, "socks5");
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 3000;
+  }
+
+  /** RFC 1929 sub-negotiation; false (and the connection closed) when the credentials are wrong. */
+  private async authenticate(r: ByteReader, client: Socket): Promise<string> {
+    const [ver, ulen] = await r.read(2);
+    if (ver !== 1) throw new Error(`bad username/password sub-negotiation version ${ver}`);
+    const user = (await r.read(ulen ?? 0)).toString("utf8");
+    const pass = await r.read((await r.read(1))[0] ?? 0);
+    const expected = this.opts.credentials?.users.get(user);
+    // compare digests in constant time (equal lengths), whatever the user name
+    const ok = expected !== undefined && timingSafeEqual(digest(pass), digest(expected));
+    if (!ok) {
+      client.end(Buffer.from([1, 1]));
+      throw new Error(`authentication failed for user ${JSON.stringify(user.slice(0, 64))}`);
+    }
+    client.write(Buffer.from([1, 0]));
+    return user;
+  }
+
+  /** A destination that is this proxy itself (chaining through itself): the port we listen on, on this host. */
+  private isSelf(host: string, port: number): boolean {
+    const a = this.server.address();
+    return typeof a === "object" && a !== null && a.port === port && isIP(host) !== 0 && isLocalAddress(host);
   }
 
   protected async handle(client: Socket, id: number): Promise<void> {
@@ -106,11 +146,15 @@ export class Socks5Proxy extends RelayServer {
     const [ver, nmethods] = await r.read(2);
     if (ver !== 5) throw new Error(`not a SOCKS5 client (version byte ${ver})`);
     const methods = await r.read(nmethods ?? 0);
-    if (!methods.includes(0)) {
+    const method = this.opts.credentials ? 2 : 0;
+    if (!methods.includes(method)) {
       client.end(Buffer.from([5, 0xff]));
-      throw new Error("client offers no method we support (only 'no authentication')");
+      throw new Error(
+        `client offers no method we accept (${method === 2 ? "username/password required" : "only 'no authentication'"})`,
+      );
     }
-    client.write(Buffer.from([5, 0]));
+    client.write(Buffer.from([5, method]));
+    if (method === 2) await this.authenticate(r, client);
     const [v2, cmd, , atyp] = await r.read(4);
     if (v2 !== 5) throw new Error("bad SOCKS5 request version");
     let host: string;
@@ -128,6 +172,15 @@ export class Socks5Proxy extends RelayServer {
       client.end(reply(REP.COMMAND_NOT_SUPPORTED));
       throw new Error(`unsupported SOCKS5 command ${cmd} (only CONNECT)`);
     }
+    if (!this.opts.policy.allows(host, port) || this.isSelf(host, port)) {
+      dnsMetrics.proxyConnections.inc({ mode: "socks5", result: "refused" });
+      client.end(reply(REP.NOT_ALLOWED));
+      throw new Error(
+        this.isSelf(host, port)
+          ? `refused ${host}:${port}: that is this proxy (no chaining through itself)`
+          : `refused ${host}:${port}: not under the zone and not in --allow`,
+      );
+    }
     let upstream: Awaited<ReturnType<ServiceResolver["connect"]>>;
     try {
       upstream = await this.resolver.connect(host, port, { connectTimeoutMs: this.connectTimeoutMs });
@@ -137,6 +190,13 @@ export class Socks5Proxy extends RelayServer {
       throw new Error(`cannot reach ${host}:${port}: ${errorMessage(e)}`);
     }
     const { socket, endpoint } = upstream;
+    // a name under the zone (or an allowed one) that leads back to this proxy: refuse the loop
+    if (this.isSelf(socket.remoteAddress ?? "", socket.remotePort ?? 0)) {
+      socket.destroy();
+      dnsMetrics.proxyConnections.inc({ mode: "socks5", result: "refused" });
+      client.end(reply(REP.NOT_ALLOWED));
+      throw new Error(`refused ${host}:${port}: it leads to this proxy (no chaining through itself)`);
+    }
     const local = socket.localAddress ?? "0.0.0.0";
     client.write(reply(REP.SUCCEEDED, local.replace(/^::ffff:/, ""), socket.localPort ?? 0));
     const head = r.detach();

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { listenOrExplain } from "../core/listen.js";
 import { registry } from "./metrics.js";
 
 export interface HealthState {
@@ -38,10 +39,7 @@ export async function startObserveServer(
       res.end();
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
+  await listenOrExplain(server, host, port, "--metrics-host/--metrics-port");
   server.unref();
   return { server, port: (server.address() as AddressInfo).port };
 }

@@ -1,14 +1,28 @@
 import { createHash } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { ERR_SINK, ERR_STATE_DIR, errorMessage } from "../core/errors.js";
-import type { LineBatch, LogLine, StreamInfo } from "../core/record.js";
+import type { LineBatch, LogLine } from "../core/record.js";
 import type { Logger } from "../observe/logger.js";
 import { silentLogger } from "../observe/logger.js";
-import { registry } from "../observe/metrics.js";
-import { Counter, Gauge } from "../observe/prom.js";
+import { DeliveryLog, type DeliveryRecord } from "./buffer/delivery-log.js";
+import { addRange, cmp, type Entry, mergeEntries, posOf, type Ranges, type Round } from "./buffer/entries.js";
+import { decodePayload, encodeFrame, FRAME_HEAD, payloadCrc, readHead, scanFrames } from "./buffer/frame.js";
+import {
+  counterBlocked,
+  counterDelivered,
+  counterDeliveryLogRepairs,
+  counterRejections,
+  counterRetries,
+  counterSkipped,
+  gaugeBytes,
+  gaugeFull,
+} from "./buffer/metrics.js";
+import { loadSegments, reportDamage, type Segment, segmentName } from "./buffer/segments.js";
 import type { Sink, SinkReceipt } from "./sink.js";
+
+export { decodeFrame, encodeFrame } from "./buffer/frame.js";
 
 /**
  * A durable, bounded queue on disk in front of a network sink (Fluent Bit's filesystem buffer idea).
@@ -46,215 +60,6 @@ export interface BufferOptions {
   log?: Logger;
 }
 
-/** A line's place in its input: (offset, part), part 0 for whole lines. */
-type Pos = [offset: number, part: number];
-const cmp = (a: Pos, b: Pos): number => a[0] - b[0] || a[1] - b[1];
-const posOf = (l: LogLine): Pos => [l.offset, l.part ?? 0];
-
-interface Entry {
-  /** Queue position of the frame's first byte and of the byte after it. */
-  start: number;
-  end: number;
-  batch: LineBatch;
-}
-
-interface Round {
-  entries: Entry[];
-  /** Queue position after the round's last entry. */
-  end: number;
-  /** Resolves with the first rejection, or undefined when the destination accepted every entry. */
-  done: Promise<unknown>;
-}
-
-interface Segment {
-  base: number;
-  /** Bytes of complete frames in the file. */
-  size: number;
-  path: string;
-}
-
-const MAGIC = 0x494b4231; // "IKB1"
-const FRAME_HEAD = 12;
-const SEG_RE = /^(\d{20})\.seg$/;
-
-const gaugeBytes = new Gauge({
-  name: "ikontainer_buffer_bytes",
-  help: "Bytes in the on-disk buffer not yet accepted by the destination",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-const gaugeFull = new Gauge({
-  name: "ikontainer_buffer_full",
-  help: "1 while the on-disk buffer is at --buffer-max-bytes and reading is paused (backpressure)",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-const counterRetries = new Counter({
-  name: "ikontainer_buffer_retries_total",
-  help: "Delivery rounds from the on-disk buffer that failed and were retried",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-const counterRejections = new Counter({
-  name: "ikontainer_buffer_rejections_total",
-  help: "Batches the destination did not accept (connection refused, no ack, error reply); they stay queued",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-const counterDelivered = new Counter({
-  name: "ikontainer_buffer_delivered_lines_total",
-  help: "Lines delivered from the on-disk buffer to the destination",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-const counterBlocked = new Counter({
-  name: "ikontainer_buffer_blocked_writes_total",
-  help: "Writes that had to wait because the on-disk buffer was full",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-const counterSkipped = new Counter({
-  name: "ikontainer_buffer_reread_lines_skipped_total",
-  help: "Lines read again after a crash that were already queued or delivered, and were not queued twice",
-  labelNames: ["sink"],
-  registers: [registry],
-});
-
-// ---- frame encoding -------------------------------------------------------------------------------------
-
-interface LineMeta {
-  n: number;
-  o: number;
-  pt?: number;
-  pa?: true;
-  u?: true;
-  t?: number;
-  tt?: string;
-  c?: "stdout" | "stderr";
-}
-
-interface FrameHeader {
-  s: StreamInfo;
-  i: string;
-  e: number;
-  p: number;
-  r: number;
-  l: LineMeta[];
-}
-
-export function encodeFrame(batch: LineBatch): Buffer {
-  const l: LineMeta[] = batch.lines.map((x) => {
-    const m: LineMeta = { n: x.bytes.length, o: x.offset };
-    if (x.part !== undefined) m.pt = x.part;
-    if (x.partial) m.pa = true;
-    if (x.unterminated) m.u = true;
-    if (x.time !== undefined) m.t = x.time;
-    if (x.timeText !== undefined) m.tt = x.timeText;
-    if (x.channel !== undefined) m.c = x.channel;
-    return m;
-  });
-  const header: FrameHeader = {
-    s: batch.stream,
-    i: batch.inputId,
-    e: batch.endOffset,
-    p: batch.endPart,
-    r: batch.readAt,
-    l,
-  };
-  const h = Buffer.from(JSON.stringify(header));
-  let bodyLen = 0;
-  for (const x of batch.lines) bodyLen += x.bytes.length;
-  const payloadLen = 4 + h.length + bodyLen;
-  const out = Buffer.allocUnsafe(FRAME_HEAD + payloadLen);
-  out.writeUInt32BE(MAGIC, 0);
-  out.writeUInt32BE(payloadLen, 4);
-  out.writeUInt32BE(h.length, FRAME_HEAD);
-  h.copy(out, FRAME_HEAD + 4);
-  let at = FRAME_HEAD + 4 + h.length;
-  for (const x of batch.lines) at += x.bytes.copy(out, at);
-  out.writeUInt32BE(crc32(out.subarray(FRAME_HEAD)), 8);
-  return out;
-}
-
-function decodePayload(payload: Buffer): LineBatch {
-  const hLen = payload.readUInt32BE(0);
-  const h = JSON.parse(payload.subarray(4, 4 + hLen).toString("utf8")) as FrameHeader;
-  let at = 4 + hLen;
-  const lines: LogLine[] = h.l.map((m) => {
-    const line: LogLine = { bytes: payload.subarray(at, at + m.n), offset: m.o };
-    at += m.n;
-    if (m.pt !== undefined) line.part = m.pt;
-    if (m.pa) line.partial = true;
-    if (m.u) line.unterminated = true;
-    if (m.t !== undefined) line.time = m.t;
-    if (m.tt !== undefined) line.timeText = m.tt;
-    if (m.c !== undefined) line.channel = m.c;
-    return line;
-  });
-  return { stream: h.s, lines, inputId: h.i, endOffset: h.e, endPart: h.p, readAt: h.r };
-}
-
-/** Decodes one whole frame (checks magic and CRC). */
-export function decodeFrame(frame: Buffer): LineBatch {
-  const payload = frame.subarray(FRAME_HEAD);
-  if (frame.readUInt32BE(0) !== MAGIC || crc32(payload) !== frame.readUInt32BE(8))
-    throw ERR_SINK("corrupt buffer frame (bad magic or checksum)");
-  return decodePayload(payload);
-}
-
-/** Reads the complete, intact frames of a segment; stops at a torn or corrupt tail (returns its offset). */
-async function scanSegment(
-  path: string,
-): Promise<{ frames: Array<{ at: number; payload: Buffer }>; valid: number }> {
-  const data = await readFile(path);
-  const frames: Array<{ at: number; payload: Buffer }> = [];
-  let at = 0;
-  while (at + FRAME_HEAD <= data.length) {
-    if (data.readUInt32BE(at) !== MAGIC) break;
-    const len = data.readUInt32BE(at + 4);
-    if (at + FRAME_HEAD + len > data.length) break;
-    const payload = data.subarray(at + FRAME_HEAD, at + FRAME_HEAD + len);
-    if (crc32(payload) !== data.readUInt32BE(at + 8)) break;
-    frames.push({ at, payload });
-    at += FRAME_HEAD + len;
-  }
-  return { frames, valid: at };
-}
-
-/** Joins consecutive entries of the same input into one batch (fewer, larger deliveries). */
-function mergeEntries(entries: Entry[]): Array<{ batch: LineBatch; starts: number[] }> {
-  const out: Array<{ batch: LineBatch; starts: number[] }> = [];
-  for (const { batch, start } of entries) {
-    const last = out[out.length - 1];
-    if (last && last.batch.inputId === batch.inputId && last.batch.stream.key === batch.stream.key) {
-      last.batch.lines.push(...batch.lines);
-      last.batch.endOffset = batch.endOffset;
-      last.batch.endPart = batch.endPart;
-      last.batch.readAt = batch.readAt;
-      last.starts.push(start);
-    } else out.push({ batch: { ...batch, lines: [...batch.lines] }, starts: [start] });
-  }
-  return out;
-}
-
-/** Range of line positions per input covered by some entries. */
-type Ranges = Map<string, { lo: Pos; hi: Pos }>;
-function addRange(r: Ranges, inputId: string, lo: Pos, hi: Pos): void {
-  const cur = r.get(inputId);
-  if (!cur) r.set(inputId, { lo, hi });
-  else {
-    if (cmp(lo, cur.lo) < 0) cur.lo = lo;
-    if (cmp(hi, cur.hi) > 0) cur.hi = hi;
-  }
-}
-
-interface DeliveryRecord {
-  /** Queue position delivered up to (exclusive). */
-  pos: number;
-  /** Per input: [inputId, loOffset, loPart, hiOffset, hiPart, entryEnd] of what this round delivered. */
-  d: Array<[string, number, number, number, number, number]>;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Folder name for a sink id (`fluentd://host:24224` → `fluentd-host-24224-<hash>`). */
@@ -284,9 +89,7 @@ export class BufferedSink implements Sink {
   private sender: Promise<void> | undefined;
   private closing = false;
   private stopSender = false;
-  private deliveryLog: FileHandle | undefined;
-  private deliveryLogBytes = 0;
-  private deliveryRecords: DeliveryRecord[] = [];
+  private deliveryLog: DeliveryLog | undefined;
   /** After a crash: per input, line positions already queued/delivered past the checkpoint. */
   private reread: Ranges = new Map();
   private stopWait: (() => void) | undefined;
@@ -332,57 +135,63 @@ export class BufferedSink implements Sink {
   private async doOpen(): Promise<void> {
     const dir = this.opts.dir;
     try {
-      await mkdir(dir, { recursive: true });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
     } catch (e) {
       throw ERR_STATE_DIR(`cannot create buffer folder ${dir}: ${errorMessage(e)}`, e);
     }
     // Where delivery got to, and what recent rounds delivered (for recover()).
-    const logPath = join(dir, "delivered.log");
-    let text = "";
-    try {
-      text = await readFile(logPath, "utf8");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT")
-        throw ERR_STATE_DIR(`cannot read ${logPath}: ${errorMessage(e)}`, e);
-    }
-    for (const line of text.split("\n")) {
-      if (!line) continue;
-      try {
-        this.deliveryRecords.push(JSON.parse(line) as DeliveryRecord);
-      } catch {
-        break; // torn last line after kill -9: the round it describes is delivered again (at-least-once)
-      }
-    }
-    const lastRecord = this.deliveryRecords[this.deliveryRecords.length - 1];
-    this.cursor = lastRecord?.pos ?? 0;
-    await this.rewriteDeliveryLog();
+    this.deliveryLog = new DeliveryLog(dir, this.opts.fsync);
+    const loaded = await this.deliveryLog.load();
+    let cursor = loaded.records[loaded.records.length - 1]?.pos ?? 0;
 
-    const names = (await readdir(dir)).filter((n) => SEG_RE.test(n)).sort();
-    for (const name of names) {
-      const base = Number(SEG_RE.exec(name)![1]);
-      const path = join(dir, name);
-      if (this.segments.length > 0 && base < this.endPos) {
-        await unlink(path); // overlaps a segment that is still valid: left over from a torn roll-over
-        continue;
-      }
-      const { valid } = await scanSegment(path);
-      const fh = await open(path, "r+");
-      try {
-        await fh.truncate(valid); // cut a torn frame left by a crash mid-append
-      } finally {
-        await fh.close();
-      }
-      if (base + valid <= this.cursor && base + valid > 0 && names.indexOf(name) < names.length - 1) {
-        await unlink(path); // fully delivered but not yet deleted when we stopped
-        continue;
-      }
-      this.segments.push({ base, size: valid, path });
-      this.endPos = base + valid;
+    const loadedSegments = await loadSegments(dir, this.log, this.id);
+    this.segments = loadedSegments.segments;
+    this.endPos = loadedSegments.endPos;
+    const boundaries = loadedSegments.boundaries;
+
+    // A position the queue cannot have reached, or a damaged file: start over (duplicates rather than loss).
+    const first = this.segments[0]?.base;
+    let problem = loaded.damage;
+    if (!problem && first !== undefined && cursor > first && !boundaries.has(cursor))
+      problem =
+        cursor > this.endPos
+          ? `position ${cursor} is past the end of the queue (${this.endPos})`
+          : `position ${cursor} is not the start of a frame`;
+    if (problem) {
+      counterDeliveryLogRepairs.inc({ sink: this.id });
+      this.log.warn(
+        { sink: this.id, file: this.deliveryLog.path, pos: cursor, reason: problem, restartAt: first ?? 0 },
+        "buffer: delivered.log cannot be right; delivering the whole queue again (lines may arrive twice)",
+      );
+      this.deliveryLog.records = [];
+      cursor = first ?? 0;
     }
+    this.cursor = cursor;
+    await this.deliveryLog.rewrite();
+
+    // Segments fully delivered but not yet deleted when we stopped (never the last one).
+    while (this.segments.length > 1 && this.segments[0]!.base + this.segments[0]!.size <= this.cursor)
+      await unlink(this.segments.shift()!.path);
+    for (const seg of this.segments)
+      for (const d of seg.damaged)
+        if (seg.base + d.end > this.cursor) reportDamage(this.log, this.id, seg, d);
+
     if (this.segments.length === 0) this.endPos = Math.max(this.endPos, this.cursor);
     if (this.cursor > this.endPos) this.cursor = this.endPos;
     if (this.cursor < (this.segments[0]?.base ?? this.cursor)) this.cursor = this.segments[0]!.base;
     gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
+  }
+
+  /** Runtime damage found at `off` of `seg`: finds the next intact frame; returns the offset to continue at. */
+  private async resync(seg: Segment, off: number): Promise<number> {
+    const known = seg.damaged.find((d) => d.start === off);
+    if (known) return known.end;
+    const data = (await readFile(seg.path)).subarray(0, seg.size);
+    const d = scanFrames(data, off, false).damaged[0] ?? { start: off, end: seg.size };
+    seg.damaged.push(d);
+    seg.damaged.sort((x, y) => x.start - y.start);
+    reportDamage(this.log, this.id, seg, d);
+    return d.end;
   }
 
   /** The sender starts after recover() (or the first write), so recover() sees a queue that stands still. */
@@ -401,7 +210,7 @@ export class BufferedSink implements Sink {
       const v = state[inputId];
       return typeof v === "number" ? v : -1;
     };
-    for (const rec of this.deliveryRecords) {
+    for (const rec of this.deliveryLog?.records ?? []) {
       for (const [inputId, loO, loP, hiO, hiP, end] of rec.d) {
         if (end > checkpointed(inputId)) addRange(this.reread, inputId, [loO, loP], [hiO, hiP]);
       }
@@ -473,9 +282,9 @@ export class BufferedSink implements Sink {
           if (!this.writer || !seg || seg.size >= this.opts.segmentBytes) {
             await this.writer?.close();
             const base = this.endPos;
-            const path = join(this.opts.dir, `${String(base).padStart(20, "0")}.seg`);
+            const path = join(this.opts.dir, segmentName(base));
             if (!seg || seg.size >= this.opts.segmentBytes || seg.base + seg.size !== base) {
-              seg = { base, size: 0, path };
+              seg = { base, size: 0, path, damaged: [] };
               this.segments.push(seg);
             }
             this.writer = await open(seg.path, "a");
@@ -516,7 +325,7 @@ export class BufferedSink implements Sink {
     }
   }
 
-  /** Reads entries in [from, to) from the segment files. */
+  /** Reads entries in [from, to) from the segment files, skipping damaged stretches. */
   private async *entries(
     from: number,
     to: number,
@@ -530,17 +339,30 @@ export class BufferedSink implements Sink {
       if (pos < seg.base) pos = seg.base; // a gap left by a lost segment: continue at the next one
       const fh = await open(seg.path, "r");
       try {
+        const head = Buffer.alloc(FRAME_HEAD);
         while (pos < to && pos < seg.base + seg.size && read < maxBytes) {
-          const head = Buffer.alloc(FRAME_HEAD);
-          await fh.read(head, 0, FRAME_HEAD, pos - seg.base);
-          if (head.readUInt32BE(0) !== MAGIC)
-            throw ERR_SINK(`${this.id}: corrupt buffer segment ${seg.path} at ${pos - seg.base}`);
-          const len = head.readUInt32BE(4);
-          const payload = Buffer.allocUnsafe(len);
-          await fh.read(payload, 0, len, pos - seg.base + FRAME_HEAD);
+          const off = pos - seg.base;
+          const damage = seg.damaged.find((d) => d.start === off);
+          if (damage) {
+            pos = seg.base + damage.end;
+            continue;
+          }
+          await fh.read(head, 0, FRAME_HEAD, off);
+          const h = readHead(head);
+          let payload: Buffer | undefined;
+          if (h && off + FRAME_HEAD + h.len <= seg.size) {
+            payload = Buffer.allocUnsafe(h.len);
+            await fh.read(payload, 0, h.len, off + FRAME_HEAD);
+            if (crc32(payload) !== payloadCrc(head)) payload = undefined;
+          }
+          if (!payload) {
+            // damaged since the segment was opened (e.g. by the disk): skip to the next intact frame
+            pos = seg.base + (await this.resync(seg, off));
+            continue;
+          }
           const start = pos;
-          pos += FRAME_HEAD + len;
-          read += FRAME_HEAD + len;
+          pos += FRAME_HEAD + payload.length;
+          read += FRAME_HEAD + payload.length;
           yield { start, end: pos, batch: decodePayload(payload) };
         }
       } finally {
@@ -648,7 +470,7 @@ export class BufferedSink implements Sink {
     }
     for (const [id, r] of ranges) d.push([id, r.lo[0], r.lo[1], r.hi[0], r.hi[1], lastEnd.get(id)!]);
     try {
-      await this.recordDelivery({ pos: round.end, d });
+      await this.deliveryLog!.append({ pos: round.end, d });
     } catch (e) {
       this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot record delivery progress");
     }
@@ -692,37 +514,6 @@ export class BufferedSink implements Sink {
     }
   }
 
-  private async recordDelivery(rec: DeliveryRecord): Promise<void> {
-    this.deliveryRecords.push(rec);
-    const line = `${JSON.stringify(rec)}\n`;
-    if (!this.deliveryLog || this.deliveryLogBytes > 1024 * 1024) {
-      await this.rewriteDeliveryLog();
-      return;
-    }
-    await this.deliveryLog.write(line);
-    if (this.opts.fsync) await this.deliveryLog.datasync();
-    this.deliveryLogBytes += Buffer.byteLength(line);
-  }
-
-  /** Keeps the recent delivery records (enough to cover any checkpoint lag) in a fresh file. */
-  private async rewriteDeliveryLog(): Promise<void> {
-    this.deliveryRecords = this.deliveryRecords.slice(-2000);
-    const path = join(this.opts.dir, "delivered.log");
-    const tmp = `${path}.tmp`;
-    const text = this.deliveryRecords.map((r) => `${JSON.stringify(r)}\n`).join("");
-    const fh = await open(tmp, "w");
-    try {
-      await fh.write(text);
-      if (this.opts.fsync) await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    await this.deliveryLog?.close();
-    this.deliveryLog = await open(path, "a");
-    this.deliveryLogBytes = Buffer.byteLength(text);
-  }
-
   /** Resolves when everything queued so far is delivered (tests, clean stops). */
   async drain(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     await this.open();
@@ -764,6 +555,5 @@ export class BufferedSink implements Sink {
     await this.writer?.close();
     await this.deliveryLog?.close();
     this.writer = undefined;
-    this.deliveryLog = undefined;
   }
 }

@@ -2,7 +2,13 @@ import * as crypto from "node:crypto";
 import { closeSync, fdatasyncSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Client, errors as esErrors } from "@elastic/elasticsearch";
-import { clientOptions, type EsConnection, esConnection, redactUrl } from "../config/elasticsearch.js";
+import {
+  clientOptions,
+  describeEsError,
+  type EsConnection,
+  esConnection,
+  redactUrl,
+} from "../config/elasticsearch.js";
 import { ERR_INVALID_SETTING, ERR_SINK, errorMessage } from "../core/errors.js";
 import type { LineBatch } from "../core/record.js";
 import { mkdirWithMode, openNoFollow, STATE_DIR_MODE, STATE_FILE_MODE } from "../core/safe-fs.js";
@@ -391,7 +397,7 @@ export class ElasticsearchSink implements Sink {
 }
 
 function describeError(e: unknown): string {
-  if (e instanceof esErrors.ResponseError) return `HTTP ${e.statusCode}: ${e.message.slice(0, 300)}`;
+  if (e instanceof esErrors.ResponseError) return describeEsError(e);
   if (e instanceof esErrors.ConnectionError) return `connection error: ${e.message}`;
   if (e instanceof esErrors.TimeoutError) return "request timed out";
   return errorMessage(e);

@@ -1,4 +1,5 @@
 import { ERR_INVALID_SETTING } from "../core/errors.js";
+import type { Logger } from "../observe/logger.js";
 import type { BatchEncoder, StructuredOptions } from "../transforms/tag.js";
 import { createEncoder } from "../transforms/tag.js";
 import { FileSink, type SinkWarn } from "./file.js";
@@ -11,8 +12,14 @@ export interface SinkFactoryContext {
   stateDir: string;
   /** Settings resolved for the command (sinks read their own keys, e.g. Elasticsearch auth). */
   settings: Readonly<Record<string, unknown>>;
-  /** Where sinks report what they notice (an output file cut short); default: nowhere. */
-  warn?: SinkWarn;
+  /** The agent's logger: sinks say why they retry, and what they notice (an output file cut short). */
+  log?: Logger;
+}
+
+/** The file sink reports through the agent's logger when there is one. */
+function fileSinkWarn(ctx: SinkFactoryContext): SinkWarn | undefined {
+  const log = ctx.log;
+  return log ? (fields, msg) => log.warn(fields, msg) : undefined;
 }
 
 type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) => Sink | Promise<Sink>;
@@ -22,8 +29,11 @@ type Factory = (spec: string, ctx: SinkFactoryContext, encoder: BatchEncoder) =>
  * `store:DIR` is the embedded local store (a file sink that always writes JSON, for the query commands).
  */
 const factories: Array<[prefix: string, make: Factory]> = [
-  ["file:", (spec, ctx, enc) => new FileSink(spec.slice(5), enc, ctx.warn)],
-  ["store:", (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured), ctx.warn)],
+  ["file:", (spec, ctx, enc) => new FileSink(spec.slice(5), enc, fileSinkWarn(ctx))],
+  [
+    "store:",
+    (spec, ctx) => new FileSink(spec.slice(6), createEncoder("json", ctx.structured), fileSinkWarn(ctx)),
+  ],
   [
     "stdout",
     (spec, _ctx, enc) => {

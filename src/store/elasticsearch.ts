@@ -1,6 +1,6 @@
 import { Client, type estypes } from "@elastic/elasticsearch";
-import { clientOptions, type EsConnection, redactUrl } from "../config/elasticsearch.js";
-import { ERR_QUERY, errorMessage } from "../core/errors.js";
+import { clientOptions, describeEsError, type EsConnection, redactUrl } from "../config/elasticsearch.js";
+import { ERR_QUERY } from "../core/errors.js";
 import { DEFAULT_LOGS_PREFIX, LEDGER_INDEX } from "../sinks/elasticsearch-schema.js";
 import type { LedgerEntry } from "./ledger.js";
 import type { LogFilter, LogRecord, Store } from "./query.js";
@@ -18,10 +18,14 @@ export class EsStore implements Store {
   }
 
   private fail(what: string, e: unknown): never {
-    throw ERR_QUERY(`cannot ${what} in Elasticsearch at ${redactUrl(this.conn.node)}: ${errorMessage(e)}`, e);
+    throw ERR_QUERY(
+      `cannot ${what} in Elasticsearch at ${redactUrl(this.conn.node)}: ${describeEsError(e)}`,
+      e,
+    );
   }
 
-  async logs(filter: LogFilter): Promise<LogRecord[]> {
+  /** Pages through the matches in time order with search_after (one page in memory at a time). */
+  async *logs(filter: LogFilter): AsyncGenerator<LogRecord> {
     const must: estypes.QueryDslQueryContainer[] = [];
     if (filter.cuid !== undefined) must.push({ term: { ikontainer_CUID: filter.cuid } });
     if (filter.requestId !== undefined) must.push({ term: { request_id: filter.requestId } });
@@ -32,12 +36,13 @@ export class EsStore implements Store {
       if (filter.until !== undefined) range.lt = new Date(filter.until).toISOString();
       must.push({ range: { "@timestamp": range } });
     }
-    const limit = filter.limit ?? 100_000;
-    const out: LogRecord[] = [];
+    const limit = filter.limit ?? Number.POSITIVE_INFINITY;
+    let sent = 0;
     let after: unknown[] | undefined;
-    try {
-      while (out.length < limit) {
-        const size = Math.min(5000, limit - out.length);
+    while (sent < limit) {
+      const size = Math.min(5000, limit - sent);
+      let hits: Array<estypes.SearchHit<Record<string, unknown>>>;
+      try {
         const r = await this.client.search<Record<string, unknown>>({
           index: `${this.prefix}-*`,
           ignore_unavailable: true,
@@ -52,15 +57,15 @@ export class EsStore implements Store {
           ],
           ...(after ? { search_after: after as estypes.SortResults } : {}),
         });
-        const hits = r.hits.hits;
-        for (const h of hits) out.push(toRecord(h._source ?? {}));
-        if (hits.length < size) break;
-        after = hits[hits.length - 1]!.sort;
+        hits = r.hits.hits;
+      } catch (e) {
+        this.fail("search the log indices", e);
       }
-    } catch (e) {
-      this.fail("search the log indices", e);
+      for (const h of hits) yield toRecord(h._source ?? {});
+      sent += hits.length;
+      if (hits.length < size) break;
+      after = hits[hits.length - 1]!.sort;
     }
-    return out;
   }
 
   async ledger(cuids?: readonly string[]): Promise<LedgerEntry[]> {

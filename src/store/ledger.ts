@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, fsyncSync, readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "@elastic/elasticsearch";
-import { clientOptions, type EsConnection } from "../config/elasticsearch.js";
+import { clientOptions, describeEsError, type EsConnection } from "../config/elasticsearch.js";
 import { ERR_STATE_DIR, errorMessage, isIkontainerError } from "../core/errors.js";
 import { mkdirWithMode, openNoFollow, STATE_DIR_MODE, writeFileAtomic } from "../core/safe-fs.js";
 import { LEDGER_INDEX, ledgerIndexBody } from "../sinks/elasticsearch-schema.js";
@@ -183,7 +183,7 @@ export class CuidLedger {
         this.failures++;
         const delay = Math.min(this.opts.retryMaxDelay ?? 30_000, 250 * 2 ** Math.min(this.failures, 10));
         this.opts.onWarn?.("cannot copy the CUID ledger to Elasticsearch; retrying", {
-          err: errorMessage(e),
+          err: describeEsError(e),
           retryInMs: delay,
         });
         if (!this.closed) {

@@ -1,11 +1,12 @@
-import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { ERR_QUERY } from "../core/errors.js";
 import { RequestIdExtractor } from "../transforms/request-id.js";
 import { parseObject } from "../transforms/tag.js";
+import { ExternalSorter } from "./external-sort.js";
 import { type LedgerEntry, readLedger } from "./ledger.js";
-import { type LogFilter, type LogRecord, matches, type Store, sortByTime } from "./query.js";
+import { readLines } from "./line-reader.js";
+import { type LogFilter, type LogRecord, matches, recordBytes, type Store, timeKey } from "./query.js";
 
 /**
  * The embedded store: what the file sink wrote under `<state-dir>/store/` (mirroring source paths) plus the
@@ -113,15 +114,18 @@ export class LocalStore implements Store {
     return readLedger(this.stateDir);
   }
 
-  async logs(filter: LogFilter): Promise<LogRecord[]> {
+  /**
+   * Streams the matches in time order: each store file is read line by line, matches go through an external
+   * sort (memory bounded by its budget, the rest spilled to temporary files), and at most `limit` come out.
+   */
+  async *logs(filter: LogFilter): AsyncGenerator<LogRecord> {
     const ledger = new Map((await this.ledger()).map((e) => [e.cuid, e]));
     // cheap pre-filter: a matching line contains the searched values verbatim
     const needles = [filter.cuid, filter.requestId].filter((x): x is string => x !== undefined);
-    const out: LogRecord[] = [];
+    const sorter = new ExternalSorter<LogRecord>();
     for (const dir of this.storeDirs) {
       for (const file of walk(dir)) {
-        const rl = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
-        for await (const line of rl) {
+        for await (const line of readLines(file)) {
           if (needles.length > 0 && !needles.every((n) => line.includes(n))) continue;
           const r = parseStoreLine(line, file);
           if (!r) continue;
@@ -134,12 +138,15 @@ export class LocalStore implements Store {
             for (const k of ["pod", "namespace", "node", "pod_ip"] as const)
               if (r[k] === undefined) delete r[k];
           }
-          if (matches(r, filter)) out.push(r);
+          if (matches(r, filter)) await sorter.add([timeKey(r)], r, recordBytes(r));
         }
       }
     }
-    const sorted = sortByTime(out);
-    return filter.limit !== undefined ? sorted.slice(0, filter.limit) : sorted;
+    let left = filter.limit ?? Number.POSITIVE_INFINITY;
+    for await (const r of sorter.sorted()) {
+      if (left-- <= 0) return; // returning ends sorted() too, which removes its temporary files
+      yield r;
+    }
   }
 
   async close(): Promise<void> {}

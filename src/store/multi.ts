@@ -1,17 +1,19 @@
 import type { LedgerEntry } from "./ledger.js";
-import type { LogFilter, LogRecord, Store } from "./query.js";
+import { type LogFilter, type LogRecord, type Store, timeKey } from "./query.js";
 
 /**
  * Several stores read as one: the local stores of several agents (one state dir per container instance, each
- * with its own ledger). Lines are merged in time order; each store is asked for at most `limit` lines, so the
- * merge holds at most stores × limit records.
+ * with its own ledger). Lines are merged in time order as they stream, one pending record per store, so memory
+ * does not grow with the stores' size.
  */
 export class MultiStore implements Store {
   constructor(private readonly stores: readonly Store[]) {}
 
-  async logs(filter: LogFilter): Promise<LogRecord[]> {
-    const lists = await Promise.all(this.stores.map((s) => s.logs(filter)));
-    return mergeByTime(lists, filter.limit);
+  logs(filter: LogFilter): AsyncIterable<LogRecord> {
+    return mergeStreamsByTime(
+      this.stores.map((s) => s.logs(filter)),
+      filter.limit,
+    );
   }
 
   async ledger(cuids?: readonly string[]): Promise<LedgerEntry[]> {
@@ -26,21 +28,26 @@ export class MultiStore implements Store {
   }
 }
 
-const timeOf = (r: LogRecord): number =>
-  r.time === undefined ? Number.POSITIVE_INFINITY : Date.parse(r.time);
-
-/** Merges lists already in time order; ties keep list order, then order within a list. */
-export function mergeByTime(lists: readonly LogRecord[][], limit = Number.POSITIVE_INFINITY): LogRecord[] {
-  const pos = lists.map(() => 0);
-  const out: LogRecord[] = [];
-  while (out.length < limit) {
-    let best = -1;
-    for (let i = 0; i < lists.length; i++) {
-      const r = lists[i]![pos[i]!];
-      if (r && (best < 0 || timeOf(r) < timeOf(lists[best]![pos[best]!]!))) best = i;
+/** Merges streams already in time order; ties keep stream order, then order within a stream. */
+export async function* mergeStreamsByTime(
+  streams: readonly AsyncIterable<LogRecord>[],
+  limit = Number.POSITIVE_INFINITY,
+): AsyncGenerator<LogRecord> {
+  const its = streams.map((s) => s[Symbol.asyncIterator]());
+  const heads = await Promise.all(its.map((it) => it.next()));
+  try {
+    for (let n = 0; n < limit; n++) {
+      let best = -1;
+      for (let i = 0; i < heads.length; i++) {
+        const h = heads[i]!;
+        if (!h.done && (best < 0 || timeKey(h.value) < timeKey(heads[best]!.value as LogRecord))) best = i;
+      }
+      if (best < 0) return;
+      yield heads[best]!.value as LogRecord;
+      heads[best] = await its[best]!.next();
     }
-    if (best < 0) break;
-    out.push(lists[best]![pos[best]!++]!);
+  } finally {
+    // stop the streams not read to their end (their files are closed by their own finally blocks)
+    await Promise.all(its.map((it, i) => (heads[i]!.done ? undefined : it.return?.())));
   }
-  return out;
 }

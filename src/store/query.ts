@@ -1,3 +1,4 @@
+import { ExternalSorter } from "./external-sort.js";
 import type { LedgerEntry } from "./ledger.js";
 
 /**
@@ -31,8 +32,11 @@ export interface LogFilter {
 }
 
 export interface Store {
-  /** Matching lines in time order (lines without a time last, in store order). */
-  logs(filter: LogFilter): Promise<LogRecord[]>;
+  /**
+   * Matching lines in time order (lines without a time last, in store order), streamed: memory stays bounded
+   * whatever the store's size.
+   */
+  logs(filter: LogFilter): AsyncIterable<LogRecord>;
   /** The ledger, or only the entries of `cuids` (a store may use it to fetch less). */
   ledger(cuids?: readonly string[]): Promise<LedgerEntry[]>;
   close(): Promise<void>;
@@ -51,12 +55,23 @@ export function matches(r: LogRecord, f: LogFilter): boolean {
   return true;
 }
 
-/** Stable sort by time; records without a time keep their order after the timed ones. */
-export function sortByTime(records: LogRecord[]): LogRecord[] {
-  return records
-    .map((r, i) => ({ r, i, t: r.time === undefined ? Number.POSITIVE_INFINITY : Date.parse(r.time) }))
-    .sort((a, b) => a.t - b.t || a.i - b.i)
-    .map((x) => x.r);
+/** Sort key of a record's time; records without a (valid) time sort after every timed one. */
+export function timeKey(r: LogRecord): number {
+  const t = r.time === undefined ? Number.NaN : Date.parse(r.time);
+  return Number.isNaN(t) ? Number.MAX_SAFE_INTEGER : t;
+}
+
+/** Rough in-memory size of a record, for the sorters' memory budget. */
+export function recordBytes(r: LogRecord): number {
+  let n = 0;
+  for (const v of Object.values(r)) n += typeof v === "string" ? v.length * 2 + 48 : 16;
+  return n;
+}
+
+export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
 }
 
 export interface TraceHop {
@@ -66,31 +81,60 @@ export interface TraceHop {
   pod_ip?: string;
   first?: string;
   last?: string;
-  lines: LogRecord[];
+  /** Number of lines of this hop. */
+  count: number;
 }
 
-/** Every container a request passed through, in order of its first line, with its lines. */
-export function traceHops(records: LogRecord[], ledger: LedgerEntry[]): TraceHop[] {
-  const byCuid = new Map<string, TraceHop>();
-  const ledgerBy = new Map(ledger.map((e) => [e.cuid, e]));
-  for (const r of sortByTime(records)) {
-    let hop = byCuid.get(r.cuid);
-    if (!hop) {
-      const l = ledgerBy.get(r.cuid);
-      hop = { cuid: r.cuid, svc: r.svc, lines: [] };
-      const pod = r.pod ?? l?.pod;
-      const ip = r.pod_ip ?? l?.pod_ip;
-      if (pod) hop.pod = pod;
-      if (ip) hop.pod_ip = ip;
-      byCuid.set(r.cuid, hop);
+export interface Trace {
+  /** In order of each hop's first line. */
+  hops: TraceHop[];
+  /** Every line, grouped by hop in the order of `hops`, in time order within a hop. */
+  lines(): AsyncGenerator<{ hop: number; line: LogRecord }>;
+}
+
+/**
+ * Every container a request passed through, in order of its first line. `records` must come in time order
+ * (as `Store.logs` yields them); the lines are regrouped by hop with an external sort (bounded memory).
+ */
+export async function traceHops(
+  records: AsyncIterable<LogRecord>,
+  ledgerOf: (cuids: readonly string[]) => Promise<LedgerEntry[]>,
+): Promise<Trace> {
+  const rank = new Map<string, number>();
+  const hops: TraceHop[] = [];
+  const sorter = new ExternalSorter<LogRecord>();
+  for await (const r of records) {
+    let i = rank.get(r.cuid);
+    if (i === undefined) {
+      i = hops.length;
+      rank.set(r.cuid, i);
+      const hop: TraceHop = { cuid: r.cuid, svc: r.svc, count: 0 };
+      if (r.pod) hop.pod = r.pod;
+      if (r.pod_ip) hop.pod_ip = r.pod_ip;
+      hops.push(hop);
     }
-    hop.lines.push(r);
+    const hop = hops[i]!;
+    hop.count++;
     if (r.time) {
       hop.first ??= r.time;
       hop.last = r.time;
     }
+    await sorter.add([i], r, recordBytes(r));
   }
-  return [...byCuid.values()];
+  if (hops.some((h) => !h.pod || !h.pod_ip)) {
+    const ledger = new Map((await ledgerOf(hops.map((h) => h.cuid))).map((e) => [e.cuid, e]));
+    for (const h of hops) {
+      const l = ledger.get(h.cuid);
+      if (!h.pod && l?.pod) h.pod = l.pod;
+      if (!h.pod_ip && l?.pod_ip) h.pod_ip = l.pod_ip;
+    }
+  }
+  return {
+    hops,
+    async *lines() {
+      for await (const line of sorter.sorted()) yield { hop: rank.get(line.cuid)!, line };
+    },
+  };
 }
 
 export interface WhoisMatch extends LedgerEntry {

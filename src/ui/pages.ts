@@ -1,7 +1,7 @@
 import type { LedgerEntry } from "../store/ledger.js";
-import type { LogRecord, TraceHop, WhoisMatch } from "../store/query.js";
+import type { LogRecord, WhoisMatch } from "../store/query.js";
 import { link, query, text } from "./html.js";
-import { type Cursor, formatCursor } from "./queries.js";
+import { type Cursor, formatCursor, type PathHop } from "./queries.js";
 
 /** The views' HTML (server-rendered; ui.js only drives the IP timeline's time cursor). */
 
@@ -137,7 +137,7 @@ export function holdersTable(holders: readonly WhoisMatch[]): string {
   return `<table class="holders"><thead><tr><th>CUID</th><th>svc</th><th>pod</th><th>started</th><th>stopped</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
-export function requestHops(id: string, hops: readonly TraceHop[], truncated: boolean): string {
+export function requestHops(id: string, hops: readonly PathHop[], truncated: boolean): string {
   if (hops.length === 0)
     return `<p class="empty" data-testid="no-hops">No line carries request ID ${text(id)}.</p>`;
   const items = hops

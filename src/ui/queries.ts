@@ -1,7 +1,7 @@
 import type { LedgerEntry } from "../store/ledger.js";
-import { mergeByTime } from "../store/multi.js";
+import { mergeStreamsByTime } from "../store/multi.js";
 import type { LogFilter, LogRecord, Store, TraceHop, WhoisMatch } from "../store/query.js";
-import { traceHops, whois } from "../store/query.js";
+import { collect, traceHops, whois } from "../store/query.js";
 
 /**
  * What the pages ask the store, through the same `Store` interface as `logs`, `trace` and `whois`. Every query
@@ -45,14 +45,12 @@ export async function linesPage(
 ): Promise<LinesPage> {
   const skip = cursor?.skip ?? 0;
   const want = size + 1 + skip;
-  const lists = await Promise.all(
-    filters.map((f) => {
-      const q: LogFilter = { ...f, limit: want };
-      if (cursor) q.since = Math.max(f.since ?? cursor.t, cursor.t);
-      return store.logs(q);
-    }),
-  );
-  let merged = mergeByTime(lists, want);
+  const streams = filters.map((f) => {
+    const q: LogFilter = { ...f, limit: want };
+    if (cursor) q.since = Math.max(f.since ?? cursor.t, cursor.t);
+    return store.logs(q);
+  });
+  let merged = await collect(mergeStreamsByTime(streams, want));
   if (cursor) {
     // drop the lines at the cursor's time that earlier pages showed
     let dropped = 0;
@@ -83,8 +81,13 @@ export function holderAt(holders: readonly WhoisMatch[], at: number): WhoisMatch
   );
 }
 
+/** A hop of a request's path with its lines (at most the path's line cap in all). */
+export interface PathHop extends TraceHop {
+  lines: LogRecord[];
+}
+
 export interface TraceResult {
-  hops: TraceHop[];
+  hops: PathHop[];
   /** true when the line cap was reached (the path may go on) */
   truncated: boolean;
 }
@@ -96,11 +99,16 @@ export async function requestPath(
   cap: number,
   range: Pick<LogFilter, "since" | "until"> = {},
 ): Promise<TraceResult> {
-  const recs = await store.logs({ requestId, ...range, limit: cap + 1 });
+  const recs = await collect(store.logs({ requestId, ...range, limit: cap + 1 }));
   const truncated = recs.length > cap;
-  const kept = recs.slice(0, cap);
-  const cuids = [...new Set(kept.map((r) => r.cuid))];
-  const hops = traceHops(kept, cuids.length > 0 ? await store.ledger(cuids) : []);
+  const trace = await traceHops(
+    (async function* () {
+      yield* recs.slice(0, cap);
+    })(),
+    (cuids) => store.ledger(cuids),
+  );
+  const hops: PathHop[] = trace.hops.map((h) => ({ ...h, lines: [] }));
+  for await (const { hop, line } of trace.lines()) hops[hop]!.lines.push(line);
   return { hops, truncated };
 }
 

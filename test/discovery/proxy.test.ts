@@ -183,12 +183,20 @@ describe("resolve, SOCKS5 proxy and ambassador against knotd", () => {
     r.start();
     await r.whenRegistered();
     const proxyPort = await freePort();
-    const proxy = await startCli(["proxy", "--listen", `127.0.0.1:${proxyPort}`, ...dnsFlags()]);
+    // outside the zone only what --allow names (the proxy is not an open relay)
+    const proxy = await startCli([
+      "proxy",
+      "--listen",
+      `127.0.0.1:${proxyPort}`,
+      "--allow",
+      `localhost:${local.port}`,
+      ...dnsFlags(),
+    ]);
     // Port 80 → _http._tcp SRV → the instance's real port.
     expect(await curl(proxyPort, `http://web.shop.${knot.zone}/`)).toBe("site-a");
     expect(await viaSocks(proxyPort, `_http._tcp.web.shop.${knot.zone}`, 1)).toBe("site-a");
     expect(await viaSocks(proxyPort, `web.shop.${knot.zone}`, 80)).toBe("site-a");
-    // Outside the zone: the system resolver (localhost from /etc/hosts).
+    // Outside the zone, allowed: the system resolver (localhost from /etc/hosts).
     expect(await curl(proxyPort, `http://localhost:${local.port}/`)).toBe("plain-dns");
     const cuid = r.name.split(".")[0]!;
     const lines = proxy

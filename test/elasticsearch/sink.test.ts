@@ -191,10 +191,14 @@ describe("Elasticsearch sink (real Elasticsearch)", () => {
 
     // the test node runs without security, so it ignores the header; the write must still succeed
     const withCreds = url.replace("http://", "http://elastic:hunter2@");
+    // credentials inside the URL are refused (they would show in ps and logs), without echoing them
+    expect(() => esConnection(withCreds, {})).toThrow(/credentials in the URL are not accepted/);
+    expect(() => esConnection(withCreds, {})).not.toThrow(/hunter2/);
+    // a connection that carries them anyway (built by hand) still never shows them in the id or warnings
     const prefix = `t-${randomUUID().slice(0, 8)}-logs`;
     const warnings: string[] = [];
     const s = new ElasticsearchSink({
-      connection: esConnection(withCreds, {}),
+      connection: { node: withCreds, requestTimeout: 30_000 },
       structured: structured(randomUUID(), "svc"),
       deadLetterPath: join(tmp, "x.jsonl"),
       indexPrefix: prefix,

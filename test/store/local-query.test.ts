@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { LocalStore, parseStoreLine } from "../../src/store/local.js";
+import { collect } from "../../src/store/query.js";
 import { CUID_A, CUID_B, CUID_C, REQ, writeFixtureStore } from "./fixture-store.js";
 
 // each test spawns the CLI or talks to Elasticsearch several times: room for a loaded machine
@@ -52,24 +53,28 @@ describe("store lines", () => {
 
   it("filters by CUID, request ID, svc and time; append lines get pod fields from the ledger", async () => {
     const store = new LocalStore([join(dir, "st", "store")], join(dir, "st"));
-    const a = await store.logs({ cuid: CUID_A });
+    const a = await collect(store.logs({ cuid: CUID_A }));
     expect(a.map((r) => r.message)).toEqual([
       `GET /cart x-request-id=${REQ}`,
       "unrelated line",
       "rendered cart",
     ]);
-    const b = await store.logs({ cuid: CUID_B, requestId: REQ });
+    const b = await collect(store.logs({ cuid: CUID_B, requestId: REQ }));
     expect(b).toHaveLength(2);
     expect(b[0]!.pod_ip).toBe("10.1.0.9");
     expect(b[1]!.time).toBe("2026-11-23T10:00:02.000Z");
-    const timed = await store.logs({
-      svc: "frontend.shop.cluster.local",
-      since: Date.parse("2026-11-23T10:00:01Z"),
-    });
+    const timed = await collect(
+      store.logs({
+        svc: "frontend.shop.cluster.local",
+        since: Date.parse("2026-11-23T10:00:01Z"),
+      }),
+    );
     expect(timed.map((r) => r.cuid)).toEqual([CUID_A, CUID_C]);
     // a line without a time is only returned when no time filter is given
-    expect((await store.logs({ cuid: CUID_B })).length).toBe(3);
-    expect((await store.logs({ cuid: CUID_B, until: Date.parse("2027-01-01T00:00:00Z") })).length).toBe(2);
+    expect((await collect(store.logs({ cuid: CUID_B }))).length).toBe(3);
+    expect(
+      (await collect(store.logs({ cuid: CUID_B, until: Date.parse("2027-01-01T00:00:00Z") }))).length,
+    ).toBe(2);
   });
 });
 

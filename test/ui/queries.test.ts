@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalStore } from "../../src/store/local.js";
-import type { LogFilter, Store } from "../../src/store/query.js";
+import { collect, type LogFilter, type Store } from "../../src/store/query.js";
 import { RequestIdExtractor } from "../../src/transforms/request-id.js";
 import { encodeJsonLines } from "../../src/transforms/tag.js";
 import { text } from "../../src/ui/html.js";
@@ -74,7 +74,7 @@ function recording(): { store: Store; limits: number[] } {
 describe("paging by time", () => {
   it("pages through lines that share timestamps without losing or repeating one, each query limited", async () => {
     const { store, limits } = recording();
-    const all = (await new LocalStore([join(dir, "store")], dir).logs({})).map((r) => r.message);
+    const all = (await collect(new LocalStore([join(dir, "store")], dir).logs({}))).map((r) => r.message);
     expect(all).toHaveLength(13);
     for (const size of [1, 2, 3, 5]) {
       const seen: string[] = [];
