@@ -377,6 +377,7 @@ export async function killLoop(o: {
   rng: () => number;
   maxDelayMs: number;
   stallMs?: number;
+  onKill?: (n: number, delayMs: number) => void;
 }): Promise<{ kills: number; delays: number[] }> {
   const delays: number[] = [];
   const stallMs = o.stallMs ?? 30_000;
@@ -389,6 +390,7 @@ export async function killLoop(o: {
       const delay = Math.floor(o.rng() * o.maxDelayMs);
       await sleep(delay);
       delays.push(delay);
+      o.onKill?.(delays.length, delay);
     } finally {
       agent.child.kill("SIGKILL");
       await agent.exited;

@@ -29,6 +29,8 @@ export interface ChaosOptions {
   kills?: number;
   maxKillDelayMs?: number;
   lineBytes?: number;
+  /** Progress lines (kills, drain) for long runs. */
+  log?: (msg: string) => void;
 }
 
 export interface ChaosResult {
@@ -96,19 +98,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         o.node ? "cri" : "plain",
       ]),
     );
-    let loop: { kills: number };
-    try {
-      loop = await killLoop({
-        args,
-        out,
-        kills: o.kills ?? 20,
-        rng: seededRandom(o.seed),
-        maxDelayMs: o.maxKillDelayMs ?? 1_000,
-      });
-    } finally {
-      var written = await Promise.all(writers.map((w) => w.stop()));
-    }
+    const loop = await killLoop({
+      args,
+      out,
+      kills: o.kills ?? 20,
+      rng: seededRandom(o.seed),
+      maxDelayMs: o.maxKillDelayMs ?? 1_000,
+      onKill: (n, d) => o.log?.(`kill ${n} after ${d} ms`),
+    }).finally(() => Promise.all(writers.map((w) => w.stop())));
+    const written = await Promise.all(writers.map((w) => w.done));
     const total = written.reduce((a, w) => a + w.lines, 0);
+    o.log?.(`writers stopped: ${total} lines; draining`);
     // The last agent drains everything; wait while the output moves (a stall ends the wait, the check says why).
     const last = startCli(args);
     await last.waitForLog("tailing", 30_000);
