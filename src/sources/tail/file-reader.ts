@@ -108,9 +108,21 @@ export class FileReader {
     return this.running;
   }
 
+  /**
+   * Copytruncate can go unseen by size: the file truncated and written again past our position before we looked.
+   * Its first bytes then differ from those we read: that is a truncation too. One small read per wake-up.
+   */
+  private async replacedUnderUs(): Promise<boolean> {
+    if (!this.fp || this.fpLen === 0 || this.readPos < this.fpLen) return false;
+    const buf = Buffer.alloc(this.fpLen);
+    const { bytesRead } = await this.fh.read(buf, 0, this.fpLen, 0);
+    return bytesRead < this.fpLen || fingerprint(buf) !== this.fp;
+  }
+
   private async drain(): Promise<void> {
     do {
       this.again = false;
+      if (!this.detachedAt && (await this.replacedUnderUs())) this.truncatePending = true;
       for (;;) {
         if (this.closed) return;
         if (this.truncatePending) await this.restartAtZero();
