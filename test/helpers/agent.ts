@@ -321,7 +321,14 @@ export function startCpuBurners(n: number, maxMs: number) {
   const kids = Array.from({ length: n }, () => spawn("yes", [], { stdio: "ignore" }));
   const stop = () => {
     clearTimeout(timer);
-    for (const k of kids) if (k.exitCode === null && k.pid) process.kill(k.pid, "SIGKILL");
+    for (const k of kids)
+      if (k.exitCode === null && k.signalCode === null && k.pid) {
+        try {
+          process.kill(k.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
   };
   const timer = setTimeout(stop, maxMs);
   return { stop, pids: kids.map((k) => k.pid) };

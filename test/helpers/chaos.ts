@@ -63,7 +63,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const lineBytes = o.lineBytes ?? 100;
   const root = tempDir("ikon-chaos-");
   const started = Date.now();
-  const burners = o.burners ? startCpuBurners(o.burners, 300_000) : undefined;
+  const burners = o.burners ? startCpuBurners(o.burners, 1_200_000) : undefined;
   try {
     const logs = join(root, o.node ? "pods" : "logs");
     const out = join(root, "out");

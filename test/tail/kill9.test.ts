@@ -37,7 +37,7 @@ async function killNine(name: string, burners: number) {
   const args = ["run", "--watch", logs, "--output", `file:${out}`, "--state-dir", state, "--svc", "k9"];
   args.push("--linger", "200ms", "--poll-interval", "100ms", "--checkpoint-interval", "20ms");
   const seed = testSeed(name);
-  const burn = burners ? startCpuBurners(burners, 240_000) : undefined;
+  const burn = burners ? startCpuBurners(burners, 600_000) : undefined;
   try {
     // The container's first agent start makes the CUID; from then on every line is owed.
     const first = startCli(args);
@@ -81,12 +81,12 @@ describe("kill -9 at any moment", () => {
   it(
     "20 effective kill -9 restarts of a live agent (with rename rotations): every written line exactly once",
     () => killNine("kill9", 0),
-    180_000,
+    600_000,
   );
 
   it(
     "soak: the same kill -9 loop beside 2 busy processes (CPU contention)",
     () => killNine("kill9-contention", 2),
-    240_000,
+    600_000,
   );
 });

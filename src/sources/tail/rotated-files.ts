@@ -141,3 +141,22 @@ export async function findCopy(
   }
   return best;
 }
+
+/** Rotated files of `filePath` modified at or after `sinceMs` and read by nobody: generations never seen, oldest first. */
+export async function findNewerCopies(
+  filePath: string,
+  sinceMs: number,
+  taken: (id: string) => boolean,
+): Promise<Array<{ path: string; id: string; st: Stats }>> {
+  const dir = join(filePath, "..");
+  const base = basename(filePath);
+  const out: Array<{ path: string; id: string; st: Stats }> = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!isRotatedName(name, base)) continue;
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile() || st.mtimeMs < sinceMs || taken(idOf(st))) continue;
+    out.push({ path, id: idOf(st), st });
+  }
+  return out.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
+}

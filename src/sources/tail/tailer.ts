@@ -1,8 +1,6 @@
-import { isUtf8 } from "node:buffer";
-import { type FSWatcher as FsWatcher, watch as fsWatch, type Stats, statSync } from "node:fs";
+import type { Stats } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
-import { basename, join, relative, resolve, sep } from "node:path";
-import type { FSWatcher } from "chokidar";
+import { join, relative, resolve, sep } from "node:path";
 import picomatch from "picomatch";
 import type { CheckpointStore, InputState } from "../../core/checkpoint.js";
 import { errorMessage } from "../../core/errors.js";
@@ -10,8 +8,9 @@ import type { LineBatch, StreamInfo } from "../../core/record.js";
 import type { Logger } from "../../observe/logger.js";
 import { metrics } from "../../observe/metrics.js";
 import { FileReader, type LineDecoder } from "./file-reader.js";
+import { FolderWatcher } from "./folder-watcher.js";
 import { ReadSlots } from "./read-slots.js";
-import { findCopy, findRotatedAtStart, idOf, type RotatedFile } from "./rotated-files.js";
+import { findCopy, findNewerCopies, findRotatedAtStart, idOf, type RotatedFile } from "./rotated-files.js";
 import { startsWith } from "./same-content.js";
 
 export interface TailerOptions {
@@ -65,13 +64,7 @@ export class Tailer {
   private readonly opening = new Map<string, Promise<void>>();
   private readonly reported = new Set<string>();
   private readonly finishedInodes = new Set<string>();
-  private watcher: FSWatcher | undefined;
-  private readonly dirWatchers = new Map<string, FsWatcher>();
-  /** The identity (device + inode) of each watched folder when its watch was made. */
-  private readonly dirIds = new Map<string, string>();
-  /** Folders the kernel would not watch (inotify limit, permission): listed on every poll instead. */
-  private readonly polledDirs = new Set<string>();
-  private scans: Promise<void>[] = [];
+  private readonly folders: FolderWatcher;
   private pollCount = 0;
   private poller: NodeJS.Timeout | undefined;
   private initialScanDone = false;
@@ -97,6 +90,22 @@ export class Tailer {
       this.releaseStart = r;
     });
     this.roots = opts.roots.map((r) => resolve(r));
+    this.folders = new FolderWatcher(this.roots, {
+      watcher: opts.watcher,
+      log: opts.log,
+      stopped: () => this.stopped,
+      rootOf: (p) => this.rootOf(p),
+      wanted: (p) => this.wanted(p),
+      reportOnce: (k, kind, msg, extra) => this.reportOnce(k, kind, msg, extra),
+      check: (p) => this.check(p),
+      entryEvent: (path, changeOnly) => {
+        // Content changed in a file already open under this name: just read on (the reader finds truncation
+        // itself). Creation, deletion and renames get the full identity check.
+        const r = changeOnly ? this.byPath.get(path) : undefined;
+        if (r) this.kickSoon(r);
+        else void this.check(path);
+      },
+    });
     this.isIncluded = picomatch(opts.include as string[], { dot: true });
     this.isExcluded = opts.exclude.length ? picomatch(opts.exclude as string[], { dot: true }) : () => false;
   }
@@ -139,159 +148,13 @@ export class Tailer {
           "watched folder does not exist (yet); files created there later are picked up",
         );
     }
-    if (this.opts.watcher === "chokidar") {
-      // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its
-      // own for its files. (chokidar re-reads a folder on every change in it: see --watcher in the README.)
-      const { watch } = await import("chokidar"); // loaded only for --watcher chokidar
-      this.watcher = watch(this.roots as string[], {
-        ignored: (_path: string, st?: Stats) => st !== undefined && !st.isDirectory(),
-        followSymlinks: false,
-        atomic: false,
-        ignoreInitial: false,
-        persistent: true,
-      });
-      this.watcher.on("addDir", (dir) => this.watchDir(dir));
-      this.watcher.on("unlinkDir", (dir) => this.unwatchDir(dir));
-      this.watcher.on("error", (e) => {
-        metrics.errors.inc({ kind: "watch" });
-        this.opts.log.warn({ err: errorMessage(e) }, "watcher error");
-      });
-      await new Promise<void>((res) => this.watcher!.once("ready", () => res()));
-    } else {
-      // One native inotify watch per folder; a folder's listing finds its subfolders, and a new subfolder
-      // shows up as an event in its parent. Watching folders, not files, keeps memory flat with many files.
-      for (const r of this.roots) this.watchDir(r);
-    }
-    // Listings find subfolders, whose listings find theirs: wait until a round adds no new listing (every file
-    // present at start is open before the agent reports it is tailing).
-    for (let n = 0; n < this.scans.length; ) {
-      n = this.scans.length;
-      await Promise.all(this.scans);
-    }
+    await this.folders.start();
     await Promise.all(this.opening.values());
-    this.scans = [];
     this.initialScanDone = true;
     await this.resumeRotatedFromCheckpoint();
     this.ready = true;
     // Not unref'd: with no folder to watch yet (a root made later) the poller is what keeps the agent running.
     this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
-  }
-
-  /**
-   * Watches one folder's entries, then checks what is already there (watch first: nothing slips between). A
-   * folder that cannot be watched (e.g. ENOSPC: fs.inotify.max_user_watches reached) is listed on every poll
-   * instead, and its watch is retried then (`retry`); listings of its parent do not list it again.
-   */
-  private watchDir(dir: string, retry = false): void {
-    if (this.dirWatchers.has(dir) || this.stopped || (this.polledDirs.has(dir) && !retry)) return;
-    try {
-      const id = idOf(statSync(dir));
-      const w = fsWatch(dir, { persistent: true }, (event, name) => {
-        if (!name) return void this.scanDir(dir);
-        // The folder itself was removed or renamed (inotify reports it under its own name): a folder made again
-        // under this path is a new one to watch.
-        if (name.toString() === basename(dir)) void this.recheckDir(dir);
-        const path = join(dir, name.toString());
-        // Content changed in a file already open under this name: just read on (the reader finds truncation
-        // itself). Creation, deletion and renames ("rename" events) get the full identity check.
-        const r = event === "change" ? this.byPath.get(path) : undefined;
-        if (r) this.kickSoon(r);
-        else void this.check(path);
-      });
-      w.on("error", () => {
-        w.close();
-        this.dirWatchers.delete(dir);
-      });
-      this.dirWatchers.set(dir, w);
-      this.dirIds.set(dir, id);
-      if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") {
-        if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
-        return;
-      }
-      this.reportOnce(
-        `dir:${dir}`,
-        code === "EACCES" ? "permission" : "watch",
-        "cannot watch folder; listing it on every poll instead",
-        {
-          path: dir,
-          err: errorMessage(e),
-          code: "IKON_ERR_WATCH",
-          hint: code === "ENOSPC" ? "raise fs.inotify.max_user_watches" : undefined,
-        },
-      );
-      this.polledDirs.add(dir);
-      metrics.foldersPolled.set(this.polledDirs.size);
-    }
-    const scan = this.scanDir(dir);
-    if (!this.initialScanDone) this.scans.push(scan);
-  }
-
-  private unwatchDir(dir: string): void {
-    this.dirWatchers.get(dir)?.close();
-    this.dirWatchers.delete(dir);
-    this.dirIds.delete(dir);
-    if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
-  }
-
-  /** A path that is no file we read: a new subfolder to watch (native watcher), or a folder that is gone. */
-  private async folderEvent(path: string): Promise<void> {
-    if (this.opts.watcher === "chokidar" || this.rootOf(path) < 0) return;
-    const l = await lstat(path).catch(() => undefined);
-    if (!l) return this.unwatchDir(path);
-    if (l.isDirectory()) this.watchDir(path); // symlinked folders are not followed
-  }
-
-  /** A watched folder gone or replaced by another one under the same path: drop its watch, watch the new one. */
-  private async recheckDir(dir: string): Promise<void> {
-    const st = await stat(dir).catch(() => undefined);
-    const watchedId = this.dirIds.get(dir);
-    if (watchedId === undefined || (st && idOf(st) === watchedId)) return;
-    this.unwatchDir(dir);
-    if (st?.isDirectory()) this.watchDir(dir);
-  }
-
-  private async scanDir(dir: string): Promise<void> {
-    // Names as bytes: a name that is not valid UTF-8 cannot be opened through a string path (Node replaces the
-    // bad bytes), so it is reported instead of being silently never read.
-    const entries = await readdir(dir, { withFileTypes: true, encoding: "buffer" }).catch(
-      (e: NodeJS.ErrnoException) => {
-        if (e.code === "ENOENT") this.unwatchDir(dir); // gone: a root is watched again once it exists
-        return [];
-      },
-    );
-    const names: Array<{ name: string; isDir: boolean }> = [];
-    for (const e of entries) {
-      const raw = e.name as unknown as Buffer;
-      const name = raw.toString("utf8");
-      if (!isUtf8(raw)) {
-        this.badName(dir, raw, name, e.isDirectory());
-        continue;
-      }
-      names.push({ name, isDir: e.isDirectory() });
-    }
-    // Subfolders are watched from listings too: with chokidar this is the safety net for a folder it missed
-    // (e.g. removed and made again quickly); the periodic rescan re-lists every watched folder.
-    for (const e of names) if (e.isDir) this.watchDir(join(dir, e.name));
-    await Promise.all(names.filter((e) => !e.isDir).map((e) => this.check(join(dir, e.name))));
-  }
-
-  /** A file or folder whose name is not valid UTF-8 and that the include patterns would take: reported once. */
-  private badName(dir: string, raw: Buffer, name: string, isDir: boolean): void {
-    if (!isDir && !this.wanted(join(dir, name))) return;
-    this.reportOnce(
-      `name:${dir}/${raw.toString("hex")}`,
-      "file_name",
-      "file name is not valid UTF-8; it is not read: rename it",
-      {
-        folder: dir,
-        name: JSON.stringify(raw.toString("latin1")),
-        nameHex: raw.toString("hex"),
-        code: "IKON_ERR_FILE_NAME",
-      },
-    );
   }
 
   private withSlot<T>(fn: () => Promise<T>): Promise<T> {
@@ -354,11 +217,11 @@ export class Tailer {
   private async checkNow(path: string, retries = 0): Promise<void> {
     if (this.stopped) return;
     const where = this.wanted(path);
-    if (!where) return this.folderEvent(path);
+    if (!where) return this.folders.folderEvent(path);
     let st: Stats;
     try {
       const l = await lstat(path);
-      if (l.isDirectory()) return this.folderEvent(path);
+      if (l.isDirectory()) return this.folders.folderEvent(path);
       if (l.isSymbolicLink()) {
         const target = await realpath(path);
         if (this.rootOf(target) < 0) {
@@ -565,6 +428,13 @@ export class Tailer {
     // Inside r's read (it holds a slot): the copy is read without one of its own.
     await c.finish(true);
     this.finishedInodes.add(c.inputId);
+    // Behind by more than one rotation: newer copies hold generations never seen here; read them whole, in order.
+    for (const later of await findNewerCopies(r.stream.path, copy.st.mtimeMs, this.taken)) {
+      const n = await this.adoptCopy(r, later, { offset: 0, part: 0 });
+      if (!n) continue;
+      await n.finish(true);
+      this.finishedInodes.add(n.inputId);
+    }
     return true;
   }
 
@@ -622,13 +492,8 @@ export class Tailer {
     if (this.stopped) return;
     const now = Date.now();
     for (const path of [...this.byPath.keys()]) void this.check(path);
-    // Folders without a watch (a root made after start or made again, a refused watch): try the watch again,
-    // else list them (new files are found within a poll).
-    for (const r of this.roots) if (!this.dirWatchers.has(r)) this.watchDir(r, true);
-    for (const dir of [...this.polledDirs]) this.watchDir(dir, true);
-    // Safety net for lost events (inotify queue overflow): re-list folders now and then.
-    if (++this.pollCount % 10 === 0)
-      for (const dir of [...this.dirWatchers.keys()]) void this.recheckDir(dir).then(() => this.scanDir(dir));
+    // Folders without a watch: try again, else list them; now and then re-list all (lost events).
+    this.folders.poll(++this.pollCount % 10 === 0);
     if (this.pollCount % 60 === 0) void this.forgetVanishedFinished();
     for (const r of [...this.byInode.values()]) {
       if (r.detachedAt === undefined) continue;
@@ -727,7 +592,7 @@ export class Tailer {
     const finished = Object.entries(this.opts.checkpoints.inputs()).filter(([, s]) => s.finished);
     if (finished.length === 0) return;
     const seen = new Set<string>();
-    for (const dir of [...this.dirWatchers.keys(), ...this.polledDirs]) {
+    for (const dir of this.folders.folders()) {
       const names = await readdir(dir).catch(() => [] as string[]);
       for (const name of names) {
         const st = await stat(join(dir, name)).catch(() => undefined);
@@ -745,9 +610,7 @@ export class Tailer {
   async stop(drain = true): Promise<void> {
     this.stopped = true;
     if (this.poller) clearInterval(this.poller);
-    await this.watcher?.close();
-    for (const w of this.dirWatchers.values()) w.close();
-    this.dirWatchers.clear();
+    await this.folders.stop();
     await Promise.allSettled(this.opening.values());
     const readers = [...this.byInode.values()];
     for (const r of readers) clearTimeout(r.kickTimer);
