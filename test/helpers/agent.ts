@@ -24,6 +24,14 @@ export interface AgentProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+const running = new Set<ChildProcess>();
+
+/** Kills (by PID) every agent a test started and did not stop, e.g. after a failed assertion: call in afterEach. */
+export function killStartedAgents(): void {
+  for (const c of running) if (c.pid) c.kill("SIGKILL");
+  running.clear();
+}
+
 /** Starts the built CLI; `opts.prefix` runs it under another command (e.g. `unshare … sh -c 'exec "$@"' sh`). */
 export function startCli(args: string[], opts: SpawnOptions & { prefix?: string[] } = {}): AgentProcess {
   const { prefix = [], ...spawnOpts } = opts;
@@ -42,8 +50,12 @@ export function startCli(args: string[], opts: SpawnOptions & { prefix?: string[
   child.stdout!.on("data", (d: Buffer) => {
     out += d.toString();
   });
+  running.add(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
+    child.once("exit", (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    }),
   );
   const waitForLog = (msg: string, timeoutMs = 15_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {

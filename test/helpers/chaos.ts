@@ -4,6 +4,7 @@ import {
   checkSeqLines,
   countLines,
   killLoop,
+  killStartedAgents,
   readStamped,
   removeDir,
   seededRandom,
@@ -137,6 +138,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       ms: Date.now() - started,
     };
   } finally {
+    killStartedAgents();
     burners?.stop();
     removeDir(root);
   }

@@ -5,6 +5,7 @@ import {
   checkSeqLines,
   countLines,
   killLoop,
+  killStartedAgents,
   readStamped,
   removeDir,
   seededRandom,
@@ -19,6 +20,7 @@ import {
 
 const dirs: string[] = [];
 afterEach(() => {
+  killStartedAgents();
   for (const d of dirs.splice(0)) removeDir(d);
 });
 

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   checkSeqLines,
   exactlyOnceReport,
+  killStartedAgents,
   readStamped,
   readStampedSoFar,
   removeDir,
@@ -17,6 +18,7 @@ import {
 
 const dirs: string[] = [];
 afterEach(() => {
+  killStartedAgents();
   for (const d of dirs.splice(0)) removeDir(d);
 });
 
