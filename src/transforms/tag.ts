@@ -93,7 +93,9 @@ export class AppendEncoder {
   }
 
   private pieceTag(id: Identity, line: LogLine): Buffer {
-    const extra = `,"ikontainer_part":${line.part}${line.partial ? ',"ikontainer_partial":true' : ""}`;
+    // A line cut by a truncation (copytruncate) is partial without being a piece: no part number.
+    const part = line.part === undefined ? "" : `,"ikontainer_part":${line.part}`;
+    const extra = `${part}${line.partial ? ',"ikontainer_partial":true' : ""}`;
     return Buffer.from(`${tagJson(id).slice(0, -1)}${extra}}\n`);
   }
 
@@ -104,7 +106,7 @@ export class AppendEncoder {
     let n = 0;
     let size = 0;
     for (const line of batch.lines) {
-      const t = line.part === undefined ? tag : this.pieceTag(id, line);
+      const t = line.part === undefined && !line.partial ? tag : this.pieceTag(id, line);
       parts[n++] = line.bytes;
       parts[n++] = t;
       size += line.bytes.length + t.length;

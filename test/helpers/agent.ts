@@ -3,8 +3,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
-export const WRITER = new URL("../fixtures/writer.mjs", import.meta.url).pathname;
+// Overridable for bench scripts, which run compiled from another folder.
+export const CLI = process.env.IKON_CLI ?? new URL("../../dist/cli/main.js", import.meta.url).pathname;
+export const WRITER = process.env.IKON_WRITER ?? new URL("../fixtures/writer.mjs", import.meta.url).pathname;
 
 export function tempDir(prefix = "ikon-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -21,6 +22,14 @@ export interface AgentProcess {
   /** Resolves when the agent logged `msg` (JSON log line). */
   waitForLog: (msg: string, timeoutMs?: number) => Promise<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Kills (by PID) every agent a test started and did not stop, e.g. after a failed assertion: call in afterEach. */
+export function killStartedAgents(): void {
+  for (const c of running) if (c.pid) c.kill("SIGKILL");
+  running.clear();
 }
 
 /** Starts the built CLI; `opts.prefix` runs it under another command (e.g. `unshare … sh -c 'exec "$@"' sh`). */
@@ -41,8 +50,12 @@ export function startCli(args: string[], opts: SpawnOptions & { prefix?: string[
   child.stdout!.on("data", (d: Buffer) => {
     out += d.toString();
   });
+  running.add(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
+    child.once("exit", (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    }),
   );
   const waitForLog = (msg: string, timeoutMs = 15_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -109,12 +122,22 @@ export function runWriter(
   );
 }
 
+/** The append-format tag: CUID, svc, then a piece number and/or the partial mark (a piece, or a line cut by a truncation). */
 export const TAG_RE =
-  /\{"ikontainer_CUID":"([0-9a-f-]{36})","svc":"([^"]*)"(?:,"ikontainer_part":\d+(?:,"ikontainer_partial":true)?)?\}$/;
+  /\{"ikontainer_CUID":"([0-9a-f-]{36})","svc":"([^"]*)"(?:,"ikontainer_part":(\d+))?(,"ikontainer_partial":true)?\}$/;
 
-/** Reads every file under dir (recursively) as append-format lines: [{text, cuid, svc}]. */
-export function readStamped(dir: string): Array<{ file: string; text: string; cuid: string; svc: string }> {
-  const out: Array<{ file: string; text: string; cuid: string; svc: string }> = [];
+export interface StampedLine {
+  file: string;
+  text: string;
+  cuid: string;
+  svc: string;
+  part?: number;
+  partial?: boolean;
+}
+
+/** Reads every file under dir (recursively) as append-format lines: [{text, cuid, svc, part?, partial?}]. */
+export function readStamped(dir: string): StampedLine[] {
+  const out: StampedLine[] = [];
   const walk = (d: string) => {
     for (const name of readdirSync(d)) {
       const p = join(d, name);
@@ -126,7 +149,10 @@ export function readStamped(dir: string): Array<{ file: string; text: string; cu
         for (const l of lines) {
           const m = TAG_RE.exec(l);
           if (!m) throw new Error(`untagged line in ${p}: ${l.slice(0, 200)}`);
-          out.push({ file: p, text: l.slice(0, m.index), cuid: m[1]!, svc: m[2]! });
+          const line: StampedLine = { file: p, text: l.slice(0, m.index), cuid: m[1]!, svc: m[2]! };
+          if (m[3] !== undefined) line.part = Number(m[3]);
+          if (m[4] !== undefined) line.partial = true;
+          out.push(line);
         }
       }
     }
@@ -199,4 +225,195 @@ export async function until<T>(fn: () => T | Promise<T>, timeoutMs = 20_000, ste
     if (Date.now() > end) throw new Error("condition not met in time");
     await sleep(stepMs);
   }
+}
+
+export interface SeqCheck {
+  /** Lines per tag (the writer's total for that tag). */
+  totals: Record<string, number>;
+  /** Every line the writer wrote is this long with its newline (writer.mjs LINE_BYTES). */
+  lineBytes: number;
+}
+
+export interface SeqReport {
+  lines: number;
+  lost: number;
+  duplicated: number;
+  lostSample: number[];
+  dupSample: number[];
+  /** Lines that are not exactly a written line (wrong shape or length, unknown tag, a piece or partial mark). */
+  broken: string[];
+}
+
+/**
+ * The strict exactly-once checker: every output line must be exactly one line the writer wrote
+ * (`seq=<n> <tag> x…`, `lineBytes - 1` bytes, tagged as a whole line). Nothing is skipped: a broken, partial or
+ * foreign line is reported in `broken`, each seq of each tag must appear exactly once.
+ */
+export function checkSeqLines(lines: StampedLine[], spec: SeqCheck): Record<string, SeqReport> {
+  const counts = new Map<string, Map<number, number>>();
+  const reports: Record<string, SeqReport> = {};
+  const broken: string[] = [];
+  for (const tag of Object.keys(spec.totals)) counts.set(tag, new Map());
+  for (const l of lines) {
+    const m = /^seq=(\d+) (\S+) (x+)$/.exec(l.text);
+    const c = m ? counts.get(m[2]!) : undefined;
+    if (!m || !c || l.text.length !== spec.lineBytes - 1 || l.part !== undefined || l.partial) {
+      broken.push(`${l.file}: ${l.text.slice(0, 120)}${l.partial ? " [partial]" : ""}`);
+      continue;
+    }
+    const n = Number(m[1]);
+    c.set(n, (c.get(n) ?? 0) + 1);
+  }
+  for (const [tag, total] of Object.entries(spec.totals)) {
+    const c = counts.get(tag)!;
+    const r: SeqReport = { lines: total, lost: 0, duplicated: 0, lostSample: [], dupSample: [], broken };
+    for (let i = 0; i < total; i++) {
+      const k = c.get(i) ?? 0;
+      if (k === 0) {
+        r.lost++;
+        if (r.lostSample.length < 10) r.lostSample.push(i);
+      }
+      if (k > 1) {
+        r.duplicated += k - 1;
+        if (r.dupSample.length < 10) r.dupSample.push(i);
+      }
+    }
+    for (const n of c.keys()) if (n >= total) broken.push(`seq=${n} ${tag}: beyond the ${total} written`);
+    reports[tag] = r;
+  }
+  return reports;
+}
+
+/** A seeded PRNG (mulberry32): the kill delays of a run can be replayed with its printed seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed for a randomised test: IKON_TEST_SEED, else fresh; printed so a failure can be replayed. */
+export function testSeed(name: string): number {
+  const seed = Number(process.env.IKON_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  console.log(`[${name}] seed ${seed} (replay with IKON_TEST_SEED=${seed})`);
+  return seed;
+}
+
+/** A writer.mjs process that runs until stopped (TOTAL 0) or its total. */
+export function startWriter(args: Array<string | number>) {
+  const child = spawn(process.execPath, [WRITER, ...args.map(String)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const done = new Promise<{ lines: number; rotations: number; ms: number }>((resolve, reject) =>
+    child.once("exit", (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`writer exited ${code}`)),
+    ),
+  );
+  return {
+    done,
+    stop: () => {
+      child.kill("SIGTERM");
+      return done;
+    },
+  };
+}
+
+/**
+ * CPU contention: `n` busy `yes > /dev/null` processes, killed by PID by `stop()` or after `maxMs` at the latest.
+ */
+export function startCpuBurners(n: number, maxMs: number) {
+  const kids = Array.from({ length: n }, () => spawn("yes", [], { stdio: "ignore" }));
+  const stop = () => {
+    clearTimeout(timer);
+    for (const k of kids)
+      if (k.exitCode === null && k.signalCode === null && k.pid) {
+        try {
+          process.kill(k.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+  };
+  const timer = setTimeout(stop, maxMs);
+  return { stop, pids: kids.map((k) => k.pid) };
+}
+
+/** Total bytes of the files under dir (a cheap "did the output grow" check). */
+export function outputBytes(dir: string): number {
+  let n = 0;
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else n += st.size;
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return n;
+}
+
+/** Waits until `progress()` reaches `target`, failing only when it stops moving for `stallMs`. */
+export async function untilProgress(
+  progress: () => number,
+  target: number,
+  stallMs: number,
+  what: string,
+  stepMs = 200,
+): Promise<number> {
+  let last = progress();
+  let lastMove = Date.now();
+  while (last < target) {
+    await sleep(stepMs);
+    const now = progress();
+    if (now !== last) {
+      last = now;
+      lastMove = Date.now();
+    } else if (Date.now() - lastMove > stallMs) {
+      throw new Error(`${what}: no progress for ${stallMs} ms at ${now} of ${target}`);
+    }
+  }
+  return last;
+}
+
+/**
+ * `kill -9` loop: each kill is counted only once the agent logged `tailing` and its output grew since it
+ * started, then lands after a seeded random delay. Runs until `kills` such kills are done. Waits are on
+ * progress (a stall fails), never fixed windows.
+ */
+export async function killLoop(o: {
+  args: string[];
+  out: string;
+  kills: number;
+  rng: () => number;
+  maxDelayMs: number;
+  stallMs?: number;
+  onKill?: (n: number, delayMs: number) => void;
+}): Promise<{ kills: number; delays: number[] }> {
+  const delays: number[] = [];
+  const stallMs = o.stallMs ?? 30_000;
+  while (delays.length < o.kills) {
+    const agent = startCli(o.args);
+    try {
+      await agent.waitForLog("tailing", stallMs);
+      const before = outputBytes(o.out);
+      await untilProgress(() => outputBytes(o.out), before + 1, stallMs, "agent output before a kill");
+      const delay = Math.floor(o.rng() * o.maxDelayMs);
+      await sleep(delay);
+      delays.push(delay);
+      o.onKill?.(delays.length, delay);
+    } finally {
+      agent.child.kill("SIGKILL");
+      await agent.exited;
+    }
+  }
+  return { kills: delays.length, delays };
 }

@@ -28,7 +28,10 @@ async function reader(path: string) {
       offsets.push(b.endOffset);
     },
   );
-  r.onTruncate = () => truncations++;
+  r.onTruncate = async () => {
+    truncations++;
+    return false;
+  };
   return { r, got, offsets, truncations: () => truncations };
 }
 

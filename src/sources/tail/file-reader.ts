@@ -45,7 +45,14 @@ export class FileReader {
   fp: string | undefined;
   fpLen = 0;
   knownSize = 0;
-  onTruncate: (() => void) | undefined;
+  /**
+   * Called when the file shrank below what was read (copytruncate), before reading restarts at 0, with the
+   * first byte not yet handed on. Resolves true when a copy of the file took over the bytes from there (the
+   * copytruncate race closed); false to emit the held partial line (marked) and go on.
+   */
+  onTruncate: ((from: { offset: number; part: number }) => Promise<boolean>) | undefined;
+  /** Reads wait for this first (the rotated predecessor drains to its end before this file's lines go out). */
+  gate: Promise<void> | undefined;
   /** A read scheduled after a change event (the tailer's --read-delay). */
   kickTimer: NodeJS.Timeout | undefined;
 
@@ -101,9 +108,21 @@ export class FileReader {
     return this.running;
   }
 
+  /**
+   * Copytruncate can go unseen by size: the file truncated and written again past our position before we looked.
+   * Its first bytes then differ from those we read: that is a truncation too. One small read per wake-up.
+   */
+  private async replacedUnderUs(): Promise<boolean> {
+    if (!this.fp || this.fpLen === 0 || this.readPos < this.fpLen) return false;
+    const buf = Buffer.alloc(this.fpLen);
+    const { bytesRead } = await this.fh.read(buf, 0, this.fpLen, 0);
+    return bytesRead < this.fpLen || fingerprint(buf) !== this.fp;
+  }
+
   private async drain(): Promise<void> {
     do {
       this.again = false;
+      if (!this.detachedAt && (await this.replacedUnderUs())) this.truncatePending = true;
       for (;;) {
         if (this.closed) return;
         if (this.truncatePending) await this.restartAtZero();
@@ -166,14 +185,22 @@ export class FileReader {
    * what was pending is emitted, then reading starts again at 0.
    */
   truncated(): Promise<void> {
-    this.truncatePending = true;
+    this.markTruncated();
     return this.kick();
+  }
+
+  /** The next read starts with the truncation handling (e.g. a file found shorter than its checkpoint). */
+  markTruncated(): void {
+    this.truncatePending = true;
   }
 
   private async restartAtZero(): Promise<void> {
     this.truncatePending = false;
-    this.onTruncate?.();
-    await this.flushPending();
+    const copied = (await this.onTruncate?.({ offset: this.offset, part: this.splitter.pieces })) ?? false;
+    // The copy carried the held bytes on (and its own decoder decoded them): drop ours. Without a copy the held
+    // partial line is cut for good: it goes out marked partial, never as a complete line.
+    if (copied) this.decoder?.flush();
+    else await this.flushPending(true);
     this.splitter.reset(0);
     this.readPos = 0;
     this.fp = undefined;
@@ -181,16 +208,26 @@ export class FileReader {
     await this.emit([]);
   }
 
-  private async flushPending(): Promise<void> {
+  /** Emits held bytes; `cut`: the file was truncated under them, so they are marked partial (not a whole line). */
+  private async flushPending(cut = false): Promise<void> {
     let lines = this.splitter.flush();
     if (this.decoder) lines = [...this.decoder.decode(lines), ...this.decoder.flush()];
+    if (cut) lines = lines.map((l) => ({ ...l, partial: true }));
     if (lines.length > 0) await this.emit(lines, true);
   }
 
-  /** After the linger: read what is left, emit the unterminated last line, mark finished. */
-  async finish(): Promise<void> {
+  /** Records the current position in the checkpoint (an empty batch), e.g. for a copy adopted at an offset. */
+  commitPosition(): Promise<void> {
+    return this.emit([]);
+  }
+
+  /**
+   * After the linger: read what is left, emit the unterminated last line, mark finished. `cut`: the end of this
+   * file is where a truncation cut it (a copytruncate copy), so an unterminated last line is marked partial.
+   */
+  async finish(cut = false): Promise<void> {
     await this.kick();
-    await this.flushPending();
+    await this.flushPending(cut);
     this.finished = true;
     await this.emit([]);
     await this.close();

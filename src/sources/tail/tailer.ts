@@ -1,14 +1,17 @@
-import { type FSWatcher as FsWatcher, watch as fsWatch, type Stats, statSync } from "node:fs";
+import type { Stats } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
-import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import type { FSWatcher } from "chokidar";
+import { join, relative, resolve, sep } from "node:path";
 import picomatch from "picomatch";
-import type { CheckpointStore } from "../../core/checkpoint.js";
+import type { CheckpointStore, InputState } from "../../core/checkpoint.js";
 import { errorMessage } from "../../core/errors.js";
 import type { LineBatch, StreamInfo } from "../../core/record.js";
 import type { Logger } from "../../observe/logger.js";
 import { metrics } from "../../observe/metrics.js";
-import { FileReader, fingerprint, type LineDecoder } from "./file-reader.js";
+import { FileReader, type LineDecoder } from "./file-reader.js";
+import { FolderWatcher } from "./folder-watcher.js";
+import { ReadSlots } from "./read-slots.js";
+import { findCopy, findNewerCopies, findRotatedAtStart, idOf, type RotatedFile } from "./rotated-files.js";
+import { startsWith } from "./same-content.js";
 
 export interface TailerOptions {
   roots: readonly string[];
@@ -44,9 +47,6 @@ export interface TailerOptions {
   maxConcurrentReads?: number;
 }
 
-const idOf = (st: Stats) => `${st.dev}:${st.ino}`;
-const COMPRESSED = /\.(gz|bz2|xz|zst|zip|lz4)$/;
-
 /**
  * Watches folders recursively and keeps one FileReader per file identity (device + inode), never per name:
  * - a name that now points to another inode means its old file was rotated away: the old reader reads to the
@@ -66,23 +66,48 @@ export class Tailer {
   private readonly opening = new Map<string, Promise<void>>();
   private readonly reported = new Set<string>();
   private readonly finishedInodes = new Set<string>();
-  private watcher: FSWatcher | undefined;
-  private readonly dirWatchers = new Map<string, FsWatcher>();
-  /** The identity (device + inode) of each watched folder when its watch was made. */
-  private readonly dirIds = new Map<string, string>();
-  /** Folders the kernel would not watch (inotify limit, permission): listed on every poll instead. */
-  private readonly polledDirs = new Set<string>();
-  private scans: Promise<void>[] = [];
+  private readonly folders: FolderWatcher;
   private pollCount = 0;
   private poller: NodeJS.Timeout | undefined;
   private initialScanDone = false;
   private stopped = false;
-  private active = 0;
-  private readonly waiters: Array<() => void> = [];
+  private readonly slots: ReadSlots;
+  /** Inputs as checkpointed at start, before the first scan re-decides any of them. */
+  private readonly inputsAtStart: Record<string, InputState>;
+  /** Inputs resumed at start with matching first bytes (their file was not truncated while we were down). */
+  private readonly resumedAtStart = new Set<string>();
+  /** Checkpoints that did not match their file at start: warned about unless a rotated copy explains them. */
+  private readonly startMismatches = new Map<string, { path: string; reason: string; offset: number }>();
+  /** Readers opened before the files rotated away while the agent was down are drained wait for this. */
+  private startGate: Promise<void> | undefined;
+  private releaseStart: (() => void) | undefined;
+  /** A stream path whose previous file was rotated away: its reading to the end, before the successor reads. */
+  private readonly predecessors = new Map<string, Promise<void>>();
   ready = false;
 
   constructor(private readonly opts: TailerOptions) {
+    this.slots = new ReadSlots(opts.maxConcurrentReads ?? 32);
+    this.inputsAtStart = structuredClone({ ...opts.checkpoints.inputs() });
+    this.startGate = new Promise<void>((r) => {
+      this.releaseStart = r;
+    });
     this.roots = opts.roots.map((r) => resolve(r));
+    this.folders = new FolderWatcher(this.roots, {
+      watcher: opts.watcher,
+      log: opts.log,
+      stopped: () => this.stopped,
+      rootOf: (p) => this.rootOf(p),
+      wanted: (p) => this.wanted(p),
+      reportOnce: (k, kind, msg, extra) => this.reportOnce(k, kind, msg, extra),
+      check: (p) => this.check(p),
+      entryEvent: (path, changeOnly) => {
+        // Content changed in a file already open under this name: just read on (the reader finds truncation
+        // itself). Creation, deletion and renames get the full identity check.
+        const r = changeOnly ? this.byPath.get(path) : undefined;
+        if (r) this.kickSoon(r);
+        else void this.check(path);
+      },
+    });
     this.isIncluded = picomatch(opts.include as string[], { dot: true });
     this.isExcluded = opts.exclude.length ? picomatch(opts.exclude as string[], { dot: true }) : () => false;
   }
@@ -125,37 +150,8 @@ export class Tailer {
           "watched folder does not exist (yet); files created there later are picked up",
         );
     }
-    if (this.opts.watcher === "chokidar") {
-      // chokidar finds the folder tree (recursively, now and later); each folder gets one inotify watch of its
-      // own for its files. (chokidar re-reads a folder on every change in it: see --watcher in the README.)
-      const { watch } = await import("chokidar"); // loaded only for --watcher chokidar
-      this.watcher = watch(this.roots as string[], {
-        ignored: (_path: string, st?: Stats) => st !== undefined && !st.isDirectory(),
-        followSymlinks: false,
-        atomic: false,
-        ignoreInitial: false,
-        persistent: true,
-      });
-      this.watcher.on("addDir", (dir) => this.watchDir(dir));
-      this.watcher.on("unlinkDir", (dir) => this.unwatchDir(dir));
-      this.watcher.on("error", (e) => {
-        metrics.errors.inc({ kind: "watch" });
-        this.opts.log.warn({ err: errorMessage(e) }, "watcher error");
-      });
-      await new Promise<void>((res) => this.watcher!.once("ready", () => res()));
-    } else {
-      // One native inotify watch per folder; a folder's listing finds its subfolders, and a new subfolder
-      // shows up as an event in its parent. Watching folders, not files, keeps memory flat with many files.
-      for (const r of this.roots) this.watchDir(r);
-    }
-    // Listings find subfolders, whose listings find theirs: wait until a round adds no new listing (every file
-    // present at start is open before the agent reports it is tailing).
-    for (let n = 0; n < this.scans.length; ) {
-      n = this.scans.length;
-      await Promise.all(this.scans);
-    }
+    await this.folders.start();
     await Promise.all(this.opening.values());
-    this.scans = [];
     this.initialScanDone = true;
     await this.resumeRotatedFromCheckpoint();
     this.ready = true;
@@ -163,104 +159,8 @@ export class Tailer {
     this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
   }
 
-  /**
-   * Watches one folder's entries, then checks what is already there (watch first: nothing slips between). A
-   * folder that cannot be watched (e.g. ENOSPC: fs.inotify.max_user_watches reached) is listed on every poll
-   * instead, and its watch is retried then (`retry`); listings of its parent do not list it again.
-   */
-  private watchDir(dir: string, retry = false): void {
-    if (this.dirWatchers.has(dir) || this.stopped || (this.polledDirs.has(dir) && !retry)) return;
-    try {
-      const id = idOf(statSync(dir));
-      const w = fsWatch(dir, { persistent: true }, (event, name) => {
-        if (!name) return void this.scanDir(dir);
-        // The folder itself was removed or renamed (inotify reports it under its own name): a folder made again
-        // under this path is a new one to watch.
-        if (name.toString() === basename(dir)) void this.recheckDir(dir);
-        const path = join(dir, name.toString());
-        // Content changed in a file already open under this name: just read on (the reader finds truncation
-        // itself). Creation, deletion and renames ("rename" events) get the full identity check.
-        const r = event === "change" ? this.byPath.get(path) : undefined;
-        if (r) this.kickSoon(r);
-        else void this.check(path);
-      });
-      w.on("error", () => {
-        w.close();
-        this.dirWatchers.delete(dir);
-      });
-      this.dirWatchers.set(dir, w);
-      this.dirIds.set(dir, id);
-      if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") {
-        if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
-        return;
-      }
-      this.reportOnce(
-        `dir:${dir}`,
-        code === "EACCES" ? "permission" : "watch",
-        "cannot watch folder; listing it on every poll instead",
-        {
-          path: dir,
-          err: errorMessage(e),
-          code: "IKON_ERR_WATCH",
-          hint: code === "ENOSPC" ? "raise fs.inotify.max_user_watches" : undefined,
-        },
-      );
-      this.polledDirs.add(dir);
-      metrics.foldersPolled.set(this.polledDirs.size);
-    }
-    const scan = this.scanDir(dir);
-    if (!this.initialScanDone) this.scans.push(scan);
-  }
-
-  private unwatchDir(dir: string): void {
-    this.dirWatchers.get(dir)?.close();
-    this.dirWatchers.delete(dir);
-    this.dirIds.delete(dir);
-    if (this.polledDirs.delete(dir)) metrics.foldersPolled.set(this.polledDirs.size);
-  }
-
-  /** A path that is no file we read: a new subfolder to watch (native watcher), or a folder that is gone. */
-  private async folderEvent(path: string): Promise<void> {
-    if (this.opts.watcher === "chokidar" || this.rootOf(path) < 0) return;
-    const l = await lstat(path).catch(() => undefined);
-    if (!l) return this.unwatchDir(path);
-    if (l.isDirectory()) this.watchDir(path); // symlinked folders are not followed
-  }
-
-  /** A watched folder gone or replaced by another one under the same path: drop its watch, watch the new one. */
-  private async recheckDir(dir: string): Promise<void> {
-    const st = await stat(dir).catch(() => undefined);
-    const watchedId = this.dirIds.get(dir);
-    if (watchedId === undefined || (st && idOf(st) === watchedId)) return;
-    this.unwatchDir(dir);
-    if (st?.isDirectory()) this.watchDir(dir);
-  }
-
-  private async scanDir(dir: string): Promise<void> {
-    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") this.unwatchDir(dir); // gone: a root is watched again once it exists
-      return [];
-    });
-    // Subfolders are watched from listings too: with chokidar this is the safety net for a folder it missed
-    // (e.g. removed and made again quickly); the periodic rescan re-lists every watched folder.
-    for (const e of entries) if (e.isDirectory()) this.watchDir(join(dir, e.name));
-    await Promise.all(entries.filter((e) => !e.isDirectory()).map((e) => this.check(join(dir, e.name))));
-  }
-
-  /** Runs `fn` with a slot of the read semaphore. */
-  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
-    const max = this.opts.maxConcurrentReads ?? 32;
-    while (this.active >= max) await new Promise<void>((r) => this.waiters.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiters.shift()?.();
-    }
+  private withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    return this.slots.run(fn);
   }
 
   /** A change event: read after --read-delay (events meanwhile join the same read). */
@@ -278,7 +178,17 @@ export class Tailer {
   }
 
   private kick(r: FileReader): void {
-    void this.withSlot(() => r.kick()).catch((e) => this.readFailed(r, e));
+    void this.read(r);
+  }
+
+  /** Reads `r` to its current end once its gate (a predecessor draining) is open; never rejects. */
+  private read(r: FileReader): Promise<void> {
+    const go = () => this.withSlot(() => r.kick()).catch((e) => this.readFailed(r, e));
+    if (!r.gate) return go();
+    return r.gate.then(() => {
+      r.gate = undefined;
+      return go();
+    });
   }
 
   private readFailed(r: FileReader, e: unknown): void {
@@ -306,14 +216,14 @@ export class Tailer {
     return next;
   }
 
-  private async checkNow(path: string): Promise<void> {
+  private async checkNow(path: string, retries = 0): Promise<void> {
     if (this.stopped) return;
     const where = this.wanted(path);
-    if (!where) return this.folderEvent(path);
+    if (!where) return this.folders.folderEvent(path);
     let st: Stats;
     try {
       const l = await lstat(path);
-      if (l.isDirectory()) return this.folderEvent(path);
+      if (l.isDirectory()) return this.folders.folderEvent(path);
       if (l.isSymbolicLink()) {
         const target = await realpath(path);
         if (this.opts.skip?.(target)) return; // a link to the agent's own output
@@ -346,16 +256,23 @@ export class Tailer {
     const bound = this.byPath.get(path);
     if (bound && bound.inputId !== id) {
       metrics.rotations.inc({ kind: "rename" });
-      this.detach(bound);
       this.byPath.delete(path);
+      this.detach(bound);
     }
     let r = this.byInode.get(id);
     if (!r) {
       // A finished inode number may have been reused by a new file (ext4 reuses numbers quickly): openReader
       // compares the first bytes' digest with the checkpoint and skips only the same, finished file.
-      const opened = await this.openReader(path, where.root, where.rel, id, st);
+      const opened = await this.openReader(path, where.root, where.rel, id);
+      // The name was rotated again between stat and open: decide again on what it is now.
+      if (opened === "moved") return retries < 3 ? this.checkNow(path, retries + 1) : undefined;
       if (!opened) return;
       r = opened;
+      this.register(r, path);
+      // Order within a stream: the file rotated away under this name is read to its end first.
+      const before = this.predecessors.get(path);
+      if (before) r.gate = before;
+      else if (this.startGate) r.gate = this.startGate;
     }
     if (r.stream.path !== path) return; // the same file under a second name (rename rotation, hard link): read once
     r.knownSize = st.size;
@@ -364,18 +281,24 @@ export class Tailer {
     this.kick(r);
   }
 
+  /**
+   * Opens `path` (known by stat as inode `id`) at its checkpointed offset, or at `at` (a copy adopted at the
+   * offset of the content it copies). Returns "moved" when the name meanwhile points to another inode (rotated
+   * between stat and open): binding the new file to the old file's checkpoint would read it twice.
+   */
   private async openReader(
     path: string,
     root: number,
     rel: string,
     id: string,
-    st: Stats,
-  ): Promise<FileReader | undefined> {
+    adopt?: { offset: number; part: number; streamPath: string },
+  ): Promise<FileReader | "moved" | undefined> {
     let fh: FileHandle;
     try {
       fh = await open(path, "r");
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return "moved";
       this.reportOnce(
         `open:${id}`,
         code === "EACCES" || code === "EPERM" ? "permission" : "read",
@@ -389,17 +312,19 @@ export class Tailer {
       return undefined;
     }
     this.reported.delete(`open:${id}`);
-    const cp = this.opts.checkpoints.input(id);
-    let offset = 0;
-    let part = 0;
+    const now = await fh.stat().catch(() => undefined);
+    if (!now || idOf(now) !== id) {
+      await fh.close().catch(() => undefined);
+      return "moved";
+    }
+    let offset = adopt?.offset ?? 0;
+    let part = adopt?.part ?? 0;
     let resumed = false;
+    let shorter = false;
+    const cp = adopt ? undefined : this.opts.checkpoints.input(id);
     if (cp) {
       // Same inode number: is it still the same file? Compare the digest of its first bytes.
-      const len = cp.fpLen ?? 0;
-      const buf = Buffer.alloc(len);
-      const { bytesRead } = len ? await fh.read(buf, 0, len, 0) : { bytesRead: 0 };
-      // An empty fingerprint proves nothing once the file has content: then it is a new file.
-      if ((len === 0 && st.size === 0) || (len > 0 && bytesRead === len && fingerprint(buf) === cp.fp)) {
+      if (await startsWith(fh, now.size, cp)) {
         if (cp.finished) {
           this.finishedInodes.add(id);
           await fh.close();
@@ -408,12 +333,20 @@ export class Tailer {
         offset = cp.offset;
         part = cp.part;
         resumed = true;
+        shorter = offset > now.size;
+        if (!this.initialScanDone && !shorter) this.resumedAtStart.add(id);
       } else {
         this.opts.checkpoints.forget(id);
+        if (!cp.finished) this.mismatch(id, path, cp.offset, "its first bytes differ from the checkpoint's");
       }
     }
-    if (!resumed && !this.initialScanDone && this.opts.readFrom === "tail") offset = st.size;
-    let info: StreamInfo = { key: `file:${root}:${rel}`, path, relPath: rel, channel: "file" };
+    if (!resumed && !adopt && !this.initialScanDone && this.opts.readFrom === "tail") offset = now.size;
+    let info: StreamInfo = {
+      key: `file:${root}:${rel}`,
+      path: adopt?.streamPath ?? path,
+      relPath: rel,
+      channel: "file",
+    };
     if (this.opts.streamFor) info = this.opts.streamFor(info);
     const r = new FileReader(
       id,
@@ -432,20 +365,102 @@ export class Tailer {
         }),
       this.opts.decoderFor?.(info),
     );
-    r.knownSize = st.size;
-    r.onTruncate = () => {
-      metrics.rotations.inc({ kind: "truncate" });
-      this.opts.log.info(
-        { path: r.stream.path },
-        "file shrank (copytruncate): reading it again from the start",
-      );
-    };
+    r.knownSize = now.size;
+    if (!adopt) r.onTruncate = (from) => this.truncated(r, from, shorter ? cp : undefined);
     if (offset > 0) await r.updateFingerprint();
-    this.byInode.set(id, r);
+    if (shorter) {
+      // Shorter than the checkpointed offset: truncated while we were down. Handled as a truncation (a copy
+      // made by copytruncate carries on from the offset) at the first read.
+      r.markTruncated();
+    }
+    return r;
+  }
+
+  private register(r: FileReader, path: string): void {
+    this.byInode.set(r.inputId, r);
     this.byPath.set(path, r);
     metrics.filesWatched.set(this.byInode.size);
-    if (offset > st.size) await r.truncated();
-    return r;
+  }
+
+  /** Whether an inode is read now or was read to its end (never adopted again). */
+  private taken = (id: string): boolean =>
+    this.byInode.has(id) || this.finishedInodes.has(id) || this.opts.checkpoints.input(id)?.finished === true;
+
+  /** A checkpoint that does not match its file: at start, reported unless a rotated copy explains it. */
+  private mismatch(id: string, path: string, offset: number, reason: string): void {
+    if (!this.initialScanDone) this.startMismatches.set(id, { path, reason, offset });
+    else this.warnMismatch(path, reason, offset);
+  }
+
+  private warnMismatch(path: string, reason: string, offset: number): void {
+    metrics.errors.inc({ kind: "checkpoint_mismatch" });
+    this.opts.log.warn(
+      { path, checkpointOffset: offset, reason, code: "IKON_ERR_CHECKPOINT_MISMATCH" },
+      "checkpoint does not match the file: reading it from the start (if it is the same content, its lines go out again)",
+    );
+  }
+
+  /**
+   * The file shrank below what was read (copytruncate). Lines written between our last read and the
+   * truncation exist only in the copy: find the copy (same first bytes, long enough) and read it from the first
+   * byte not handed on, to its end, before the file is read again from 0. True when a copy took over.
+   */
+  private async truncated(
+    r: FileReader,
+    from: { offset: number; part: number },
+    atStart: InputState | undefined,
+  ): Promise<boolean> {
+    metrics.rotations.inc({ kind: "truncate" });
+    const copy = await findCopy(r.stream.path, { fp: r.fp, fpLen: r.fpLen }, from.offset, this.taken);
+    if (!copy) {
+      if (atStart)
+        this.warnMismatch(r.stream.path, "it is shorter than the checkpointed offset", atStart.offset);
+      else
+        this.opts.log.info(
+          { path: r.stream.path },
+          "file shrank (copytruncate) and no copy of it was found: reading it again from the start",
+        );
+      return false;
+    }
+    const c = await this.adoptCopy(r, copy, from);
+    if (!c) return false;
+    this.opts.log.info(
+      { path: r.stream.path, copy: copy.path, offset: from.offset },
+      "file shrank (copytruncate): read its copy from where we were, then the file from the start",
+    );
+    // Inside r's read (it holds a slot): the copy is read without one of its own.
+    await c.finish(true);
+    this.finishedInodes.add(c.inputId);
+    // Behind by more than one rotation: newer copies hold generations never seen here; read them whole, in order.
+    for (const later of await findNewerCopies(r.stream.path, copy.st.mtimeMs, this.taken)) {
+      const n = await this.adoptCopy(r, later, { offset: 0, part: 0 });
+      if (!n) continue;
+      await n.finish(true);
+      this.finishedInodes.add(n.inputId);
+    }
+    return true;
+  }
+
+  /** Opens a copy of `of`'s content at `from`, on `of`'s stream, and records that position at once. */
+  private async adoptCopy(
+    of: FileReader | { streamPath: string },
+    copy: { path: string; id: string; st: Stats },
+    from: { offset: number; part: number },
+  ): Promise<FileReader | undefined> {
+    const streamPath = of instanceof FileReader ? of.stream.path : of.streamPath;
+    const root = this.rootOf(streamPath);
+    if (root < 0) return undefined;
+    const offset = Math.min(from.offset, copy.st.size);
+    const c = await this.openReader(copy.path, root, relative(this.roots[root]!, streamPath), copy.id, {
+      offset,
+      part: offset === from.offset ? from.part : 0,
+      streamPath,
+    });
+    if (!c || c === "moved") return undefined;
+    // Checkpointed before any later content of the stream goes out: a restart resumes the copy here and
+    // never takes it for content never seen.
+    await c.commitPosition();
+    return c;
   }
 
   private gone(path: string): void {
@@ -456,9 +471,15 @@ export class Tailer {
     this.detach(r);
   }
 
+  /** The file left its name (renamed or deleted): read it to its end; a successor under the name waits for that. */
   private detach(r: FileReader): void {
     if (r.detachedAt === undefined) r.detachedAt = Date.now();
-    this.kick(r);
+    const path = r.stream.path;
+    const drained = this.read(r);
+    this.predecessors.set(path, drained);
+    void drained.then(() => {
+      if (this.predecessors.get(path) === drained) this.predecessors.delete(path);
+    });
   }
 
   /** Finishes a reader: final read, unterminated last line, checkpoint `finished`, close. */
@@ -474,13 +495,8 @@ export class Tailer {
     if (this.stopped) return;
     const now = Date.now();
     for (const path of [...this.byPath.keys()]) void this.check(path);
-    // Folders without a watch (a root made after start or made again, a refused watch): try the watch again,
-    // else list them (new files are found within a poll).
-    for (const r of this.roots) if (!this.dirWatchers.has(r)) this.watchDir(r, true);
-    for (const dir of [...this.polledDirs]) this.watchDir(dir, true);
-    // Safety net for lost events (inotify queue overflow): re-list folders now and then.
-    if (++this.pollCount % 10 === 0)
-      for (const dir of [...this.dirWatchers.keys()]) void this.recheckDir(dir).then(() => this.scanDir(dir));
+    // Folders without a watch: try again, else list them; now and then re-list all (lost events).
+    this.folders.poll(++this.pollCount % 10 === 0);
     if (this.pollCount % 60 === 0) void this.forgetVanishedFinished();
     for (const r of [...this.byInode.values()]) {
       if (r.detachedAt === undefined) continue;
@@ -493,61 +509,82 @@ export class Tailer {
   }
 
   /**
-   * After a restart, files of a known stream may sit under rotated names we do not include (app.log → app.log.1):
-   * - a file that was being read when the agent died: found by its inode next to its old name, finished;
-   * - a file never read at all (written and rotated while the agent was down): a sibling of a known or current
-   *   file named `<name>.<suffix>` (not compressed), unknown to the checkpoint, modified after `ownedSince`
-   *   (when this container's CUID was made): read from the start.
-   * An inode unknown to the checkpoint never had a line accepted, so reading it whole duplicates nothing.
+   * After a restart, files of a known stream may sit under rotated names we do not include (app.log → app.log.1).
+   * Each is adopted only for what was not delivered yet (see rotated-files.ts): the checkpointed inode resumes at
+   * its offset, a copytruncate copy of checkpointed content at that content's offset, and only content never
+   * seen (modified after `ownedSince`) from 0. They are read oldest first, to their ends, before the files
+   * found at start read on (order within a stream).
    */
   private async resumeRotatedFromCheckpoint(): Promise<void> {
-    const inputs = this.opts.checkpoints.inputs();
-    const known = new Set(Object.keys(inputs));
-    const streams = new Map<string, string>(); // old path → stream path (for rel)
-    for (const s of Object.values(inputs)) streams.set(s.path, s.path);
+    const streams = new Set<string>();
+    for (const s of Object.values(this.inputsAtStart)) streams.add(s.path);
     // Also the files found now: their stream may have rotated while the agent was down before it read anything.
-    for (const p of this.byPath.keys()) streams.set(p, p);
-    const dirs = new Set([...streams.keys()].map((p) => dirname(p)));
-    for (const dir of dirs) {
-      const names = await readdir(dir).catch(() => [] as string[]);
-      for (const name of names) {
-        const p = join(dir, name);
-        if (this.byPath.has(p)) continue;
-        const st = await stat(p).catch(() => undefined);
-        if (!st?.isFile()) continue;
-        const id = idOf(st);
-        if (this.byInode.has(id) || this.finishedInodes.has(id)) continue;
-        let streamPath: string | undefined;
-        const cp = inputs[id];
-        if (cp && !cp.finished) streamPath = cp.path;
-        else if (
-          !cp &&
-          this.opts.ownedSince !== undefined &&
-          st.mtimeMs >= this.opts.ownedSince &&
-          !COMPRESSED.test(name)
-        ) {
-          streamPath = [...streams.keys()].find(
-            (sp) => dirname(sp) === dir && name.startsWith(`${basename(sp)}.`),
-          );
-        }
-        if (!streamPath) continue;
-        const root = this.rootOf(streamPath);
-        if (root < 0) continue;
-        const r = await this.openReader(p, root, relative(this.roots[root]!, streamPath), id, st);
-        if (!r) continue;
-        known.delete(id);
-        this.byPath.delete(p);
-        r.detachedAt = Date.now();
-        this.opts.log.info(
-          { path: p, stream: streamPath, offset: r.offset },
-          "reading a rotated file left from before the restart",
-        );
-        this.kick(r);
-      }
+    for (const p of this.byPath.keys()) streams.add(p);
+    const found = await findRotatedAtStart(streams, new Set(this.byPath.keys()), {
+      inputsAtStart: this.inputsAtStart,
+      taken: this.taken,
+      resumed: this.resumedAtStart,
+      ownedSince: this.opts.ownedSince,
+    });
+    const explained = new Set<string>();
+    const opened: Array<{ r: FileReader; f: RotatedFile }> = [];
+    for (const f of found) {
+      const r = await this.openRotated(f);
+      if (!r) continue;
+      if (f.copyOf) explained.add(f.copyOf);
+      opened.push({ r, f });
+      this.opts.log.info(
+        { path: f.path, stream: f.streamPath, kind: f.kind, offset: r.offset },
+        "reading a rotated file left from before the restart",
+      );
     }
+    for (const [id, m] of this.startMismatches) {
+      if (explained.has(id)) {
+        metrics.rotations.inc({ kind: "truncate" });
+        this.opts.log.info(
+          { path: m.path, checkpointOffset: m.offset },
+          "file was truncated (copytruncate) while the agent was down: its copy carries on from the checkpoint",
+        );
+      } else this.warnMismatch(m.path, m.reason, m.offset);
+    }
+    this.startMismatches.clear();
     // Unfinished inputs whose file is gone for good: nothing left to read.
-    for (const id of known)
-      if (!inputs[id]?.finished && !this.byInode.has(id)) this.opts.checkpoints.forget(id);
+    const inputs = this.opts.checkpoints.inputs();
+    for (const [id, s] of Object.entries(inputs))
+      if (!s.finished && !this.byInode.has(id) && !opened.some((o) => o.r.inputId === id))
+        this.opts.checkpoints.forget(id);
+    // Oldest first, each to its end (copies to their finish); then the files found at start read on.
+    const release = this.releaseStart;
+    void (async () => {
+      for (const { r, f } of opened) {
+        if (f.kind === "copy") {
+          await this.withSlot(() => r.finish(true)).catch((e) => this.readFailed(r, e));
+          this.finishedInodes.add(r.inputId);
+        } else {
+          r.detachedAt = Date.now();
+          this.byInode.set(r.inputId, r);
+          metrics.filesWatched.set(this.byInode.size);
+          await this.read(r);
+        }
+      }
+    })().finally(() => {
+      this.startGate = undefined;
+      release?.();
+    });
+  }
+
+  /** Opens a rotated file found at start where its classification says. */
+  private async openRotated(f: RotatedFile): Promise<FileReader | undefined> {
+    const root = this.rootOf(f.streamPath);
+    if (root < 0) return undefined;
+    if (f.kind === "copy") return this.adoptCopy({ streamPath: f.streamPath }, f, f.at!);
+    const rel = relative(this.roots[root]!, f.streamPath);
+    const r = await this.openReader(f.path, root, rel, f.id, {
+      offset: f.at?.offset ?? 0,
+      part: f.at?.part ?? 0,
+      streamPath: f.streamPath,
+    });
+    return r === "moved" ? undefined : r;
   }
 
   /**
@@ -558,7 +595,7 @@ export class Tailer {
     const finished = Object.entries(this.opts.checkpoints.inputs()).filter(([, s]) => s.finished);
     if (finished.length === 0) return;
     const seen = new Set<string>();
-    for (const dir of [...this.dirWatchers.keys(), ...this.polledDirs]) {
+    for (const dir of this.folders.folders()) {
       const names = await readdir(dir).catch(() => [] as string[]);
       for (const name of names) {
         const st = await stat(join(dir, name)).catch(() => undefined);
@@ -576,9 +613,7 @@ export class Tailer {
   async stop(drain = true): Promise<void> {
     this.stopped = true;
     if (this.poller) clearInterval(this.poller);
-    await this.watcher?.close();
-    for (const w of this.dirWatchers.values()) w.close();
-    this.dirWatchers.clear();
+    await this.folders.stop();
     await Promise.allSettled(this.opening.values());
     const readers = [...this.byInode.values()];
     for (const r of readers) clearTimeout(r.kickTimer);
