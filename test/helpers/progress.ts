@@ -40,7 +40,7 @@ export async function waitUntil(
   for (;;) {
     const { done, progress } = await check();
     if (done) return progress;
-    if (progress !== last) {
+    if (!Object.is(progress, last)) {
       last = progress;
       movedAt = Date.now();
     } else if (Date.now() - movedAt > idleMs)
