@@ -174,7 +174,7 @@ describe("the harness (bench/overhead.ts), one short run", () => {
     expect(agent.peakRssMiB).toBeGreaterThan(10);
     expect(readFileSync(file.replace(/\.json$/, ".svg"), "utf8")).toContain("<svg");
     expect(readFileSync(file.replace(/\.json$/, ".md"), "utf8")).toContain("| 20 | agent (run) → file |");
-  });
+  }, 300_000); // two conditions with app and agent start-up: minutes on a loaded machine
 });
 
 describe("line accounting", () => {
