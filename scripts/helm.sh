@@ -2,6 +2,7 @@
 # Builds helm (pinned) from the Go module proxy into .cache/helm/bin, once; prints the binary's path.
 # The deploy tests render the chart with it (test/deploy/chart.test.ts). Needs Go (>= 1.24).
 set -eu
+PATH="$PATH:/usr/local/go/bin" # where the go.dev tarball installs Go
 cd "$(dirname "$0")/.."
 HELM_VERSION=v3.22.0
 bin="$PWD/.cache/helm/bin/helm"

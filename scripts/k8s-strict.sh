@@ -2,6 +2,7 @@
 # Builds test/deploy/strict (strict decoding of manifests into the Kubernetes Go types: unknown fields are
 # errors) into .cache/k8s-strict, once per source change; prints the binary's path. Needs Go.
 set -eu
+PATH="$PATH:/usr/local/go/bin" # where the go.dev tarball installs Go
 cd "$(dirname "$0")/.."
 bin="$PWD/.cache/k8s-strict/k8s-strict"
 stamp="$PWD/.cache/k8s-strict/source.sha256"

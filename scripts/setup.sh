@@ -48,8 +48,16 @@ command -v javac >/dev/null 2>&1 || { [ "$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=no
 if [ -x scripts/elasticsearch.sh ]; then scripts/elasticsearch.sh fetch; fi
 
 # helm (renders the chart) and a strict Kubernetes decoder, built once from the Go module proxy into .cache/,
-# for test/deploy (needs Go).
-if command -v go >/dev/null 2>&1; then sh scripts/helm.sh >/dev/null; sh scripts/k8s-strict.sh >/dev/null; fi
+# for test/deploy: Go >= 1.24 is required (Debian 12's golang is 1.19; install Go from go.dev into /usr/local/go).
+PATH="$PATH:/usr/local/go/bin"
+export PATH
+command -v go >/dev/null 2>&1 || { echo "setup: Go >= 1.24 is required (not on PATH nor in /usr/local/go/bin): install it from https://go.dev/dl/" >&2; exit 1; }
+go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+[ "${go_minor:-0}" -ge 24 ] || { echo "setup: Go >= 1.24 is required, found $(go env GOVERSION) at $(command -v go)" >&2; exit 1; }
+sh scripts/helm.sh >/dev/null
+sh scripts/k8s-strict.sh >/dev/null
+# kubectl renders the kustomize examples and applies the sidecar patch offline (test/deploy); not in Debian 12.
+command -v kubectl >/dev/null 2>&1 || { echo "setup: kubectl is required by test/deploy (kubectl kustomize, kubectl patch --local): install it from https://kubernetes.io/docs/tasks/tools/" >&2; exit 1; }
 
 # Docker engine (docker.io) and debootstrap for test/image; the Node base root filesystem is made once per
 # machine and Node version into /var/tmp/ikontainer-image (scripts/docker.sh).

@@ -85,6 +85,11 @@ export const ERR_OWN_OUTPUT = def("IKON_ERR_OWN_OUTPUT", "config");
  */
 export const ERR_OWN_POD_UNKNOWN = def("IKON_ERR_OWN_POD_UNKNOWN", "config");
 
+/** A checkpoint matches neither its file nor a copy of it: the file is read from the start (logged warning, counted). */
+export const ERR_CHECKPOINT_MISMATCH = def("IKON_ERR_CHECKPOINT_MISMATCH", "io");
+/** A file name under a watched folder is not valid UTF-8: reported once and counted, not read. */
+export const ERR_FILE_NAME = def("IKON_ERR_FILE_NAME", "io");
+
 export function isIkontainerError(e: unknown): e is IkontainerError {
   return e instanceof IkontainerError;
 }

@@ -12,6 +12,7 @@ import { type RunningApp, SERVICES, startApp } from "../../bench/app/launch.js";
 import { account, tallyDir } from "../../bench/app/tally.js";
 import { exactSummary, LOCUST_STATS_COLUMNS, locustStatsCsv, runLoad } from "../../bench/loadgen.js";
 import { main } from "../../bench/overhead.js";
+import { waitUntil } from "../helpers/progress.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const LOCUST = "/usr/bin/locust";
@@ -45,7 +46,16 @@ describe("benchmark app", () => {
     await up.text();
     const written = await app.linesWritten();
     expect(written).toEqual({ "db-access": 2, search: 1, upload: 1, api: 2, gateway: 2 });
-    await new Promise((res) => setTimeout(res, 200)); // file streams flush asynchronously
+    // File streams flush asynchronously: wait until every counted line is in its file.
+    const linesIn = (svc: keyof typeof written) =>
+      existsSync(app.logFile(svc)) ? readFileSync(app.logFile(svc), "utf8").split("\n").length - 1 : 0;
+    await waitUntil(
+      () => {
+        const have = SERVICES.map(linesIn);
+        return { done: SERVICES.every((svc, i) => have[i] === written[svc]), progress: have.join() };
+      },
+      { what: "the services' log files" },
+    );
     for (const svc of ["gateway", "api", "search", "db-access"] as const) {
       const lines = readFileSync(app.logFile(svc), "utf8").trim().split("\n");
       expect(lines[0]).toContain(` INFO ${svc} seq=1 request_id=${id} `);
@@ -59,9 +69,18 @@ describe("benchmark app", () => {
     const result = await runLoad({ host: app.url, users: 20, durationMs: 2000 });
     const s = exactSummary(result, 500);
     expect(s.failures).toBe(0);
-    // 20 users × one request per second × 2 s
-    expect(s.count).toBeGreaterThanOrEqual(30);
-    expect(s.count).toBeLessThanOrEqual(41);
+    expect(result.samples.length).toBeGreaterThan(0);
+    // Never faster than 20 users × one request per second, however fast or slow the machine is: no window
+    // shorter than a period holds more starts than there are users (a timer may fire ~1 ms early), and
+    // nothing starts after the end.
+    const starts = result.samples.map((x) => x.at).sort((a, b) => a - b);
+    let most = 0;
+    for (let i = 0, j = 0; i < starts.length; i++) {
+      while (starts[i]! - starts[j]! >= 990) j++;
+      most = Math.max(most, i - j + 1);
+    }
+    expect(most).toBeLessThanOrEqual(20);
+    expect(starts.at(-1)!).toBeLessThan(2000);
     expect(s.p50).toBeGreaterThan(0);
     const csv = locustStatsCsv(result).trim().split("\r\n");
     expect(csv[0]).toBe(LOCUST_STATS_COLUMNS.join(","));
@@ -71,12 +90,15 @@ describe("benchmark app", () => {
   });
 });
 
-describe.skipIf(!existsSync(LOCUST))("real Locust with bench/locustfile.py", () => {
+describe("real Locust with bench/locustfile.py", () => {
   it("runs headless and writes exact totals and the same CSV columns", () => {
+    // Never skipped: scripts/setup.sh installs python3-locust.
+    if (!existsSync(LOCUST))
+      throw new Error(`${LOCUST} is missing: run scripts/setup.sh (installs python3-locust)`);
     const exact = join(dir, "locust_exact.json");
     const r = spawnSync(
       LOCUST,
-      ["-f", join(ROOT, "bench/locustfile.py"), "--headless", "-u", "10", "-r", "10", "-t", "3s"].concat([
+      ["-f", join(ROOT, "bench/locustfile.py"), "--headless", "-u", "10", "-r", "10", "-t", "10s"].concat([
         "--host",
         app.url,
         "--csv",
@@ -91,22 +113,25 @@ describe.skipIf(!existsSync(LOCUST))("real Locust with bench/locustfile.py", () 
           ...process.env,
           IKON_BENCH_EXACT: exact,
           IKON_BENCH_WARMUP_S: "1",
-          IKON_BENCH_DURATION_S: "3",
+          IKON_BENCH_DURATION_S: "10",
         },
         encoding: "utf8",
-        timeout: 40_000,
+        timeout: 100_000,
       },
     );
     expect(r.status, r.stderr).toBe(0);
     const totals = JSON.parse(readFileSync(exact, "utf8"));
     expect(totals.tool).toBe("locust");
     expect(totals.failures).toBe(0);
-    expect(totals.count).toBeGreaterThanOrEqual(20);
+    expect(totals.count).toBeGreaterThan(0);
+    // constant_throughput(1): 10 users, at most one request a second each (10 s run: a loaded machine still
+    // finishes some; a 3 s run once finished none at load 45)
+    expect(totals.count).toBeLessThanOrEqual(10 * 11);
     expect(totals.steadyCount).toBeLessThan(totals.count);
     expect(totals.p50).toBeGreaterThan(0);
     const header = readFileSync(join(dir, "locust_stats.csv"), "utf8").split("\r\n")[0];
     expect(header).toBe(LOCUST_STATS_COLUMNS.join(","));
-  });
+  }, 120_000);
 });
 
 describe("the harness (bench/overhead.ts), one short run", () => {
@@ -149,7 +174,7 @@ describe("the harness (bench/overhead.ts), one short run", () => {
     expect(agent.peakRssMiB).toBeGreaterThan(10);
     expect(readFileSync(file.replace(/\.json$/, ".svg"), "utf8")).toContain("<svg");
     expect(readFileSync(file.replace(/\.json$/, ".md"), "utf8")).toContain("| 20 | agent (run) → file |");
-  });
+  }, 300_000); // two conditions with app and agent start-up: minutes on a loaded machine
 });
 
 describe("line accounting", () => {

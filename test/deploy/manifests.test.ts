@@ -8,7 +8,6 @@ import {
   type ContainerLike,
   expectedAgentContainers,
   type K8sDoc,
-  kubectlAvailable,
   parseDocs,
   podTemplate,
   REPO,
@@ -57,6 +56,21 @@ describe("deploy/ manifests", () => {
         ?.map((d) => d.kind)
         .sort(),
     ).toEqual(["ConfigMap", "Service", "StatefulSet"]);
+    // kubectl kustomize renders every example to the same objects its files hold
+    for (const d of ["sidecar", "exec", "fluentd"])
+      expect(
+        sets
+          .get(`kustomize:${d}`)
+          ?.map((x) => `${x.kind}/${x.metadata.name}`)
+          .sort(),
+        d,
+      ).toEqual(
+        sets
+          .get(`kustomize-files:${d}`)
+          ?.map((x) => `${x.kind}/${x.metadata.name}`)
+          .sort(),
+      );
+    expect(sets.get("patch:sidecar")?.map((d) => d.kind)).toEqual(["Deployment"]);
   });
 
   it("validates every object against the Kubernetes schemas", async () => {
@@ -273,21 +287,19 @@ describe("deploy/ manifests", () => {
       NODE_NAME: '{"fieldRef":{"fieldPath":"spec.nodeName"}}',
     });
     // the patch for an existing Deployment (applied offline with kubectl patch --local) gives the same shape
-    if (kubectlAvailable()) {
-      const patched = podTemplate(sets.get("patch:sidecar")![0]!)!;
-      expect(patched.spec.containers.map((c) => c.name)).toEqual(["app", "ikontainer"]);
-      expect(patched.spec.containers[0]!.volumeMounts).toContainEqual({
-        name: "app-logs",
-        mountPath: "/var/log/app",
-      });
-      expect(patched.spec.containers[0]!.command).toEqual(
-        (
-          podTemplate(parseDocs(readFileSync(join(REPO, "deploy/patches/existing-app.yaml"), "utf8"))[0]!)!
-            .spec.containers[0] as { command: string[] }
-        ).command,
-      );
-      expect(patched.spec.volumes?.map((v) => v.name)).toEqual(["app-logs", "state"]);
-    }
+    const patched = podTemplate(sets.get("patch:sidecar")![0]!)!;
+    expect(patched.spec.containers.map((c) => c.name)).toEqual(["app", "ikontainer"]);
+    expect(patched.spec.containers[0]!.volumeMounts).toContainEqual({
+      name: "app-logs",
+      mountPath: "/var/log/app",
+    });
+    expect(patched.spec.containers[0]!.command).toEqual(
+      (
+        podTemplate(parseDocs(readFileSync(join(REPO, "deploy/patches/existing-app.yaml"), "utf8"))[0]!)!.spec
+          .containers[0] as { command: string[] }
+      ).command,
+    );
+    expect(patched.spec.volumes?.map((v) => v.name)).toEqual(["app-logs", "state"]);
     const exec = podTemplate(sets.get("kustomize-files:exec")![0]!)!.spec.containers[0]!;
     expect(exec.args![0]).toBe("exec");
     expect(exec.args).toContain("--");

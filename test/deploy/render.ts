@@ -72,7 +72,7 @@ export function renderChart(
   return parseDocs(out);
 }
 
-/** The kustomize examples: rendered with `kubectl kustomize` when kubectl is there, and their files as written. */
+/** The kustomize examples: rendered with `kubectl kustomize`, and their files as written. */
 export function kustomizeDirs(): string[] {
   return readdirSync(KUSTOMIZE).filter((d) => !d.includes("."));
 }
@@ -84,8 +84,15 @@ export function kustomizeFiles(dir: string): K8sDoc[] {
   return k.resources.flatMap((r) => parseDocs(readFileSync(join(KUSTOMIZE, dir, r), "utf8")));
 }
 
-export function kubectlAvailable(): boolean {
-  return spawnSync("kubectl", ["version", "--client"], { stdio: "ignore" }).status === 0;
+/** kubectl renders the kustomize examples and applies the sidecar patch offline: required, never skipped. */
+export function requireKubectl(): void {
+  const r = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
+  if (r.status !== 0)
+    throw new Error(
+      `kubectl is required by the deploy tests (kubectl kustomize, kubectl patch --local) and does not run here: ${
+        r.error?.message ?? r.stderr
+      }; scripts/setup.sh checks for it`,
+    );
 }
 
 export function kustomizeRender(dir: string): K8sDoc[] {
@@ -167,20 +174,21 @@ export function patchedSidecar(): K8sDoc[] {
 /** Every set of manifests the deploy tests check, by name. */
 export function buildSets(tmp: string): Map<string, K8sDoc[]> {
   const sets = new Map<string, K8sDoc[]>();
+  requireKubectl();
   const helm = helmPath();
   for (const [name, values] of Object.entries(VALUE_SETS))
     sets.set(`chart:${name}`, renderChart(helm, name, values, tmp));
   for (const d of kustomizeDirs()) {
     sets.set(`kustomize-files:${d}`, kustomizeFiles(d));
-    if (kubectlAvailable()) sets.set(`kustomize:${d}`, kustomizeRender(d));
+    sets.set(`kustomize:${d}`, kustomizeRender(d));
   }
-  if (kubectlAvailable()) sets.set("patch:sidecar", patchedSidecar());
+  sets.set("patch:sidecar", patchedSidecar());
   return sets;
 }
 
-/** How many ikontainer containers buildSets holds: 4 chart renderings, sidecar + exec (+ rendered, + patched). */
+/** How many ikontainer containers buildSets holds: 4 chart renderings, sidecar + exec as files and rendered, patched. */
 export function expectedAgentContainers(): number {
-  return 4 + 2 * (kubectlAvailable() ? 2 : 1) + (kubectlAvailable() ? 1 : 0);
+  return 4 + 2 * 2 + 1;
 }
 
 /** The strict decoder (test/deploy/strict, built by scripts/k8s-strict.sh): unknown fields are errors. */

@@ -9,6 +9,7 @@ import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";
 import { parseTsigSpec } from "../../src/discovery/tsig.js";
 import { freePort, type KnotServer, startKnot } from "../fixtures/knot.js";
+import { waitForCount } from "../helpers/progress.js";
 
 const run = promisify(execFile);
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -270,21 +271,25 @@ describe("resolve, SOCKS5 proxy and ambassador against knotd", () => {
         await new Promise((r) => setTimeout(r, 25));
       }
     })();
-    await new Promise((r) => setTimeout(r, 300));
+    const done = () => seen.length + failures.length;
+    await waitForCount(done, 4, { what: "requests before the move" });
     // The move: start the new instance at site-b, stop the old one (deregister, then its server goes away).
     const rb = registrar("127.0.0.3", b.port, "mover");
     rb.start();
     await rb.whenRegistered();
     await ra.stop();
     a.server.close(); // no new connections; open ones drain
-    await new Promise((r) => setTimeout(r, 1800)); // longer than the records' TTL
+    // Counted in requests, not time: the client pauses 25 ms per round of two, so 160 requests span at least
+    // 2 s, twice the records' TTL; by then both paths answer from site-b, and they stay there.
+    const moved = done();
+    await waitForCount(done, moved + 160, { what: "requests after the move" });
     const after = seen.length;
-    await new Promise((r) => setTimeout(r, 400));
+    await waitForCount(done, after + 10, { what: "requests after the TTL" });
     moving = false;
     await client;
 
     expect(failures).toEqual([]);
-    expect(seen.slice(after).length).toBeGreaterThan(4);
+    expect(seen.length - after).toBeGreaterThanOrEqual(10);
     expect(new Set(seen.slice(after))).toEqual(new Set(["site-b"]));
     expect(seen).toContain("site-a");
     // The connection opened before the move still completes on site-a.

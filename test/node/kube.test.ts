@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PodWatcher } from "../../src/sources/node/kube.js";
 import { readLedger } from "../../src/store/ledger.js";
 import { type AgentProcess, removeDir, startCli, stopAgent, tempDir } from "../helpers/agent.js";
+import { waitForCount } from "../helpers/progress.js";
 
 /**
  * There is no Kubernetes cluster here. The API server is replaced by a small local HTTPS server that speaks
@@ -249,9 +250,23 @@ describe("run --mode node --kube-enrich (real agent process)", () => {
     expect(other.ikontainer_CUID).not.toBe(first.ikontainer_CUID);
     await until(() => watchers.size >= 1);
     setPod(uid, "web-1", "10.2.0.7", { app: "web", tier: "back" });
-    await new Promise((r) => setTimeout(r, 300));
-    writeFileSync(file, "2024-05-01T10:00:01.000000001Z stdout F second\n", { flag: "a" });
-    await until(() => recs().length === 3, 20_000);
+    // The watch event reaches the agent at some point: probe lines, one at a time, until one carries the new
+    // label; every probe must come out (a stall fails), and once a line has the new label all later ones do.
+    const tiers: unknown[] = [];
+    for (let n = 1; tiers.at(-1) !== "back"; n++) {
+      if (n > 100) throw new Error(`label change not applied after 100 lines: ${tiers.join(",")}`);
+      writeFileSync(file, `2024-05-01T10:00:01.${String(n).padStart(9, "0")}Z stdout F probe ${n}\n`, {
+        flag: "a",
+      });
+      await waitForCount(() => recs().length, 2 + n, { what: `probe line ${n}` });
+      const probe = recs().find((r) => r.message === `probe ${n}`)!;
+      expect(probe.ikontainer_CUID).toBe(first.ikontainer_CUID);
+      tiers.push(probe["labels.tier"]);
+    }
+    const flipped = tiers.indexOf("back");
+    expect(tiers.slice(0, flipped).every((t) => t === "front")).toBe(true);
+    writeFileSync(file, "2024-05-01T10:00:02.000000001Z stdout F second\n", { flag: "a" });
+    await waitForCount(() => recs().length, 3 + tiers.length, { what: "the line after the change" });
     const second = recs().find((r) => r.message === "second")!;
     expect(second["labels.tier"]).toBe("back");
     expect(second.ikontainer_CUID).toBe(first.ikontainer_CUID);

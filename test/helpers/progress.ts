@@ -1,0 +1,52 @@
+/**
+ * Waiting on progress instead of a fixed total: on a loaded machine work is slow, not lost. A wait fails only
+ * when the measured progress has not moved for `idleMs`, and then says how far it got.
+ */
+export interface ProgressWait {
+  /** Fail after this long without any change of the measure (default 30 s). */
+  idleMs?: number;
+  /** Poll interval (default 100 ms). */
+  stepMs?: number;
+  /** Named in the error. */
+  what?: string;
+}
+
+const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until `measure()` reaches `target`; fails when it stays unchanged for `idleMs`. Returns the last value. */
+export async function waitForCount(
+  measure: () => number | Promise<number>,
+  target: number,
+  opts: ProgressWait = {},
+): Promise<number> {
+  return waitUntil(async () => {
+    const v = await measure();
+    return { done: v >= target, progress: v };
+  }, opts).then((p) => p as number);
+}
+
+/**
+ * Polls `check()` until it reports `done`; its `progress` value (anything comparable with ===, e.g. a count or
+ * a joined string) must change at least once every `idleMs`, or the wait fails.
+ */
+export async function waitUntil(
+  check: () => Promise<{ done: boolean; progress: unknown }> | { done: boolean; progress: unknown },
+  opts: ProgressWait = {},
+): Promise<unknown> {
+  const idleMs = opts.idleMs ?? 30_000;
+  const stepMs = opts.stepMs ?? 100;
+  let last: unknown;
+  let movedAt = Date.now();
+  for (;;) {
+    const { done, progress } = await check();
+    if (done) return progress;
+    if (!Object.is(progress, last)) {
+      last = progress;
+      movedAt = Date.now();
+    } else if (Date.now() - movedAt > idleMs)
+      throw new Error(
+        `${opts.what ?? "wait"}: no progress for ${idleMs} ms (stuck at ${JSON.stringify(progress)})`,
+      );
+    await pause(stepMs);
+  }
+}
