@@ -46,13 +46,21 @@ async function waitForRecords(out: string, n: number): Promise<Record<string, un
   return readOutput(out);
 }
 
+/**
+ * Container instance key → CUID, from the CUID ledger (append-only: it keeps the instances node mode has
+ * forgotten, which `node-cuids.jsonl` drops when it is compacted after `--forget-after`). A key that the ledger
+ * gives two CUIDs is a broken identity, so it fails here.
+ */
 function cuidsOf(state: string): Map<string, string> {
   const m = new Map<string, string>();
-  for (const line of readFileSync(join(state, "node-cuids.jsonl"), "utf8").split("\n"))
-    if (line) {
-      const e = JSON.parse(line) as { key: string; cuid?: string };
-      if (e.cuid) m.set(e.key, e.cuid); // tombstones ({key, forgotten_at}) of forgotten instances have no CUID
-    }
+  for (const e of readLedger(state) as Array<LedgerEntry & Record<string, unknown>>) {
+    if (e.pod_uid === undefined) continue; // Docker instances are keyed differently (the other test)
+    const key = `pod/${e.pod_uid}/${e.container}/${e.restart}`;
+    const had = m.get(key);
+    if (had !== undefined && had !== e.cuid)
+      throw new Error(`${key} has two CUIDs in the ledger: ${had}, ${e.cuid}`);
+    m.set(key, e.cuid);
+  }
   return m;
 }
 
