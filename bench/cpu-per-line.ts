@@ -9,6 +9,8 @@
  *   exec      `ikontainer exec --output file:OUT -- node writer - RATE`: the writer is the agent's child and
  *             writes to its stdout (the agent also copies each line to its own stdout, here /dev/null)
  *   tail-sed  reference: `tail -F -n +1 IN/app.log | stdbuf -oL sed 's/$/TAG/' > OUT/app.log`, same writer
+ *   run:NAME  with --variant NAME=ARGS: `run` with extra agent flags, to find where the per-event cost goes
+ *             (e.g. --conditions run --variant "delay100=--read-delay 100")
  * Every line is its own write(2) of 100 bytes. Measured: utime+stime (field 14+15 of /proc/PID/stat) of the agent
  * process only (not the writer, not reaped children; for tail-sed, tail + sed) over a window of --seconds that
  * starts --warm seconds after the first output byte, divided by the lines that reached OUT in the window
@@ -41,8 +43,7 @@ const WRITER = join(HERE, "cpu-per-line-writer.js");
 const SVC = "bench";
 /** Same length as the agent's append tag with a 36-character CUID, so the reference writes as many bytes. */
 const TAG = JSON.stringify({ ikontainer_CUID: "01a20000-0000-7000-8000-000000000000", svc: SVC });
-const CONDITIONS = ["run", "exec", "tail-sed"] as const;
-type Condition = (typeof CONDITIONS)[number];
+type Condition = string;
 
 const { values: args } = parseArgs({
   options: {
@@ -50,8 +51,24 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "20" },
     warm: { type: "string", default: "2" },
     rates: { type: "string", default: "20,200,400,2000,20000" },
+    conditions: { type: "string", default: "run,exec,tail-sed" },
+    variant: { type: "string", multiple: true, default: [] },
   },
 });
+/** --variant NAME=ARGS: one more condition, `run` with these extra agent flags (e.g. "slow=--read-delay 100"). */
+const VARIANTS = new Map<string, string[]>(
+  args.variant.map((v) => {
+    const at = v.indexOf("=");
+    return [
+      `run:${v.slice(0, at)}`,
+      v
+        .slice(at + 1)
+        .split(/\s+/)
+        .filter(Boolean),
+    ] as const;
+  }),
+);
+const CONDITIONS: Condition[] = [...args.conditions.split(","), ...VARIANTS.keys()];
 const REPS = Number(args.reps);
 const SECONDS = Number(args.seconds);
 const WARM = Number(args.warm);
@@ -142,10 +159,13 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
   const procs: ChildProcess[] = [];
   let measured: number[] = [];
   try {
-    if (condition === "run") {
+    if (condition === "run" || VARIANTS.has(condition)) {
       const agent = spawn(
         process.execPath,
-        [CLI, "run", "--watch", inDir, "--output", `file:${out}`, "--state-dir", state, "--svc", SVC],
+        [
+          ...[CLI, "run", "--watch", inDir, "--output", `file:${out}`, "--state-dir", state, "--svc", SVC],
+          ...(VARIANTS.get(condition) ?? []),
+        ],
         { stdio: ["ignore", "ignore", "pipe"] },
       );
       procs.push(agent);
@@ -168,7 +188,7 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
       agent.stderr!.resume();
       procs.push(agent);
       measured = [agent.pid!];
-    } else {
+    } else if (condition === "tail-sed") {
       const file = join(inDir, "app.log");
       writeFileSync(file, "");
       const tail = spawn("tail", ["-F", "-n", "+1", file], { stdio: ["ignore", "pipe", "ignore"] });
@@ -181,7 +201,7 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
       procs.push(tail, sed);
       procs.push(spawn(process.execPath, [WRITER, file, String(rate), writeFor], { stdio: "ignore" }));
       measured = [tail.pid!, sed.pid!];
-    }
+    } else throw new Error(`unknown condition ${condition}`);
     await firstOutput(out, procs);
     await sleep(WARM * 1000);
     const cpu0 = measured.reduce((s, p) => s + ownCpu(p), 0);
@@ -244,17 +264,17 @@ async function main(): Promise<void> {
       };
     }),
   }));
+  // Each agent condition's median over the reference's median at the same rate (when the reference ran).
+  const medianAt = (c: Condition, r: number) =>
+    summary.find((s) => s.condition === c)?.byRate.find((b) => b.rate === r)?.medianUsPerLine;
   const agentOverRef = Object.fromEntries(
     RATES.map((r) => {
-      const med = (c: Condition) => summary.find((s) => s.condition === c)!.byRate.find((b) => b.rate === r)!;
-      const ref = med("tail-sed").medianUsPerLine;
-      return [
-        r,
-        {
-          run: round(med("run").medianUsPerLine / ref, 2),
-          exec: round(med("exec").medianUsPerLine / ref, 2),
-        },
-      ];
+      const ref = medianAt("tail-sed", r);
+      const ratios = CONDITIONS.filter((c) => c !== "tail-sed").map((c) => {
+        const us = medianAt(c, r);
+        return [c, ref && us !== undefined ? round(us / ref, 2) : null] as const;
+      });
+      return [r, Object.fromEntries(ratios)];
     }),
   );
   const loads = trials.map((t) => t.loadavg1);

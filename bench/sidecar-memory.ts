@@ -3,11 +3,12 @@
  * `node -e` in the same run, and what each setting costs on a backlog, beside one-shot sed in the same run:
  *
  *   npx tsc -p tsconfig.build.json && npx tsc -p bench/tsconfig.json \
- *     && node bench/.work/dist/bench/sidecar-memory.js [--reps 5] [--backlog-reps 3] [--backlog-lines 500000]
+ *     && node bench/.work/dist/bench/sidecar-memory.js [--reps 5] [--backlog-reps 3] [--backlog-lines 1000000] [--settings default,semi8]
  *
  * Settings (node options, the same for `node -e` and for the agent):
  *   default           none
  *   semi1             --max-semi-space-size=1 (young generation 1 MiB per semi-space instead of up to 16)
+ *   semi4, semi8      --max-semi-space-size=4 / 8 (in between)
  *   old64             --max-old-space-size=64
  *   semi1-old64       both
  *   optsize           --optimize-for-size
@@ -37,6 +38,8 @@ const HOLD_MS = 2_000;
 const SETTINGS: Record<string, string[]> = {
   default: [],
   semi1: ["--max-semi-space-size=1"],
+  semi4: ["--max-semi-space-size=4"],
+  semi8: ["--max-semi-space-size=8"],
   old64: ["--max-old-space-size=64"],
   "semi1-old64": ["--max-semi-space-size=1", "--max-old-space-size=64"],
   optsize: ["--optimize-for-size"],
@@ -47,9 +50,12 @@ const { values: args } = parseArgs({
   options: {
     reps: { type: "string", default: "5" },
     "backlog-reps": { type: "string", default: "3" },
-    "backlog-lines": { type: "string", default: "500000" },
+    "backlog-lines": { type: "string", default: "1000000" },
+    settings: { type: "string" },
   },
 });
+/** --settings a,b: only these settings (default: all). */
+const CHOSEN = args.settings ? args.settings.split(",") : Object.keys(SETTINGS);
 const REPS = Number(args.reps);
 const BACKLOG_REPS = Number(args["backlog-reps"]);
 const BACKLOG_LINES = Number(args["backlog-lines"]);
@@ -232,7 +238,7 @@ async function main(): Promise<void> {
     // ---- idle
     const idleSamples: Record<string, Array<{ hwm: number; rss: number }>> = {};
     for (let r = 0; r < REPS; r++) {
-      const conds = Object.keys(SETTINGS).flatMap((s) => [`bare:${s}`, `agent:${s}`]);
+      const conds = CHOSEN.flatMap((s) => [`bare:${s}`, `agent:${s}`]);
       for (const c of shuffle(conds)) {
         const [kind, setting] = c.split(":") as ["bare" | "agent", string];
         loads.push(os.loadavg()[0]!);
@@ -254,7 +260,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < BACKLOG_REPS; r++) {
       const sedRun = await backlogSed(files, n++);
       backlog.sed = [...(backlog.sed ?? []), { ...sedRun, overSed: 1, rep: r }];
-      for (const s of shuffle(Object.keys(SETTINGS))) {
+      for (const s of shuffle(CHOSEN)) {
         loads.push(os.loadavg()[0]!);
         const a = await backlogAgent(SETTINGS[s]!, input, bytes, n++);
         const overSed = round(a.linesPerSec / sedRun.linesPerSec, 2);
@@ -280,7 +286,7 @@ async function main(): Promise<void> {
       node: process.version,
       commit: execFileSync("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim(),
       cpus: os.cpus().length,
-      settings: SETTINGS,
+      settings: Object.fromEntries(CHOSEN.map((s) => [s, SETTINGS[s]])),
       reps: REPS,
       holdMs: HOLD_MS,
       backlog: { reps: BACKLOG_REPS, lines: BACKLOG_LINES, lineBytes: 100, files: 4 },
