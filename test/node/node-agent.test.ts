@@ -124,7 +124,13 @@ describe("node mode over 500 pods (real agent process)", () => {
     recs = await waitForRecords(out, tree.written.length);
     expect(recs.length).toBe(tree.written.length);
     const first = await stopAgent(agent);
-    expect(first.code).toBe(0);
+    // Exit 0, or 1 only by the documented stop deadline (a very loaded machine): what was not checkpointed by
+    // then is read again at the next start, which the exactly-once checks below cover.
+    const drainDeadline = /drain did not finish in time/.test(agent.stderr());
+    expect(
+      first.code === 0 || (first.code === 1 && drainDeadline),
+      `first agent's exit ${first.code}; its last log lines:\n${agent.stderr().slice(-4000)}`,
+    ).toBe(true);
     const cuidsBefore = cuidsOf(state);
 
     // Agent down: lines keep coming; then it restarts (same state dir), and is killed with -9 mid-way.
