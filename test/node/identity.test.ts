@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -228,6 +228,10 @@ describe("NodeMode and the CUID ledger", () => {
       [first, 0, true],
       [s1.cuid, 1, false],
     ]);
+    // kubelet rotation renames 1.log before the runtime reopens it: that gap is not a stop
+    renameSync(join(dir, "1.log"), join(dir, "1.log.20261204-101500"));
+    nm.sweep();
+    expect(readLedger(state).find((e) => e.cuid === s1.cuid)?.stopped_at).toBeUndefined();
     // the pod is deleted: its log is gone at the next sweep
     rmSync(join(logs, `shop_web-1_${UID}`), { recursive: true });
     nm.sweep();

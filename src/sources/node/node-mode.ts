@@ -1,5 +1,5 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { NodeConfig } from "../../config/node.js";
 import { ERR_OWN_POD_UNKNOWN, ERR_STATE_DAMAGED, errorMessage } from "../../core/errors.js";
 import type { StreamInfo } from "../../core/record.js";
@@ -91,7 +91,10 @@ export class NodeMode {
         nodeName: node.nodeName,
         ...(node.kubeTokenFile ? { tokenFile: node.kubeTokenFile } : {}),
         ...(node.kubeCaFile && node.kubeApiUrl.startsWith("https:") ? { caFile: node.kubeCaFile } : {}),
-        onPod: (pod) => this.enrichPod(pod),
+        onPod: (pod, event) => {
+          this.enrichPod(pod);
+          if (event === "DELETED") this.podDeleted(pod.uid);
+        },
         onError: (e) => opts.log.warn({ err: errorMessage(e) }, "pod watch failed; retrying"),
       });
     }
@@ -112,7 +115,9 @@ export class NodeMode {
         );
       });
     }
-    const every = Math.max(1000, Math.min(60_000, Math.floor(this.opts.node.forgetAfter / 4)));
+    // The same sweep records stops (`whois --at` needs them within seconds of the container's end) and, after
+    // --forget-after, forgets the instance: a few stat calls per instance and period.
+    const every = Math.max(200, Math.min(STOP_CHECK_MS, Math.floor(this.opts.node.forgetAfter / 4)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
   }
@@ -249,6 +254,11 @@ export class NodeMode {
     });
   }
 
+  /** The API server says the pod is gone (its containers have ended): its running instances stop now. */
+  private podDeleted(uid: string): void {
+    for (const e of this.cuids.all()) if (e.pod_uid === uid) this.instanceStopped(e);
+  }
+
   private instanceStopped(e: ContainerCuid): void {
     if (this.stopped.has(e.key)) return;
     this.stopped.add(e.key);
@@ -338,7 +348,7 @@ export class NodeMode {
           : dockerLogDir && e.container_id
             ? join(dockerLogDir, e.container_id, `${e.container_id}-json.log`)
             : undefined;
-      if (!path || existsSync(path)) {
+      if (!path || !instanceLogGone(path)) {
         this.missingSince.delete(e.key);
         continue;
       }
@@ -354,6 +364,23 @@ export class NodeMode {
       }
     }
     return forgotten;
+  }
+}
+
+/** How often instance stops are looked for on disk (pod deleted, log gone) when the API server does not say first. */
+const STOP_CHECK_MS = 2000;
+
+/**
+ * An instance's log is gone when neither its file nor a rotated sibling exists: the kubelet rotates by renaming
+ * `<n>.log` to `<n>.log.<time>` before the runtime reopens `<n>.log`, and that gap is not a stop.
+ */
+function instanceLogGone(path: string): boolean {
+  if (existsSync(path)) return false;
+  const rotated = `${basename(path)}.`;
+  try {
+    return !readdirSync(dirname(path)).some((name) => name.startsWith(rotated));
+  } catch {
+    return true;
   }
 }
 
