@@ -10,6 +10,12 @@
  * spawn until its /metrics say every line was accepted by the sink (`--output file:DIR`, append format).
  * CPU = utime+stime of the agent process (from /proc), RSS = its peak (VmHWM). Results:
  * bench/results/node-mode.json.
+ *
+ * Node flags (issue 13: V8 settings the Helm chart sets, checked against the memory limit):
+ *   --flags NAME=FLAGS (repeatable), e.g. --flags default= --flags semi8=--max-semi-space-size=8: every condition
+ *   runs once per flag set, named "condition [NAME]"; --only node|one|many keeps the named conditions only.
+ *   With either option the result goes to bench/results/node-mode-<stamp>.json (node-mode.json stays the
+ *   README's full run).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -69,6 +75,7 @@ function get(url: string): Promise<string> {
 async function measure(
   condition: string,
   rep: number,
+  nodeFlags: string[],
   args: string[],
   lines: number,
   bytes: number,
@@ -79,6 +86,7 @@ async function measure(
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      ...nodeFlags,
       CLI,
       "run",
       ...args,
@@ -153,8 +161,23 @@ async function main(): Promise<void> {
       "lines-per-pod": { type: "string", default: "600" },
       pods: { type: "string", default: "500" },
       reps: { type: "string", default: "3" },
+      flags: { type: "string", multiple: true, default: [] },
+      only: { type: "string", multiple: true, default: [] },
     },
   });
+  const flagSets: Array<[string, string[]]> = values.flags.length
+    ? values.flags.map((f) => {
+        const i = f.indexOf("=");
+        return [
+          f.slice(0, i),
+          f
+            .slice(i + 1)
+            .split(" ")
+            .filter(Boolean),
+        ];
+      })
+    : [["", []]];
+  const ONLY_KEYS: Record<string, number> = { node: 0, one: 1, many: 2 };
   const pods = Number(values.pods);
   const perPod = Number(values["lines-per-pod"]);
   const reps = Number(values.reps);
@@ -196,10 +219,13 @@ async function main(): Promise<void> {
       ["folder agent: 1 file", ["--watch", join(data, "one-file")], join(data, "one-file"), 1],
       ["folder agent: 500 files", ["--watch", join(data, "many-files")], join(data, "many-files"), pods],
     ];
+    const chosen = values.only.length ? values.only.map((o) => conditions[ONLY_KEYS[o]!]!) : conditions;
+    const trials = chosen.flatMap((c) => flagSets.map((f) => [c, f] as const));
     // Rotate the order per repetition so no condition always runs first (page cache, CPU frequency).
-    for (let k = 0; k < conditions.length; k++) {
-      const [name, args, dir, files] = conditions[(k + rep) % conditions.length]!;
-      runs.push(await measure(name, rep, args, lines, du(dir), files));
+    for (let k = 0; k < trials.length; k++) {
+      const [[name, args, dir, files], [flagName, flags]] = trials[(k + rep) % trials.length]!;
+      const label = flagName ? `${name} [${flagName}]` : name;
+      runs.push(await measure(label, rep, flags, args, lines, du(dir), files));
     }
     rmSync(data, { recursive: true, force: true });
   }
@@ -214,6 +240,7 @@ async function main(): Promise<void> {
       medianCpuSeconds: median(rs.map((r) => r.cpuSeconds)),
       medianCpuPercent: median(rs.map((r) => r.cpuPercent)),
       medianPeakRssMiB: median(rs.map((r) => r.peakRssMiB)),
+      maxPeakRssMiB: Math.max(...rs.map((r) => r.peakRssMiB)),
     };
   });
   const out = {
@@ -234,12 +261,18 @@ async function main(): Promise<void> {
         "spawn of the agent until ikontainer_lines_out_total reaches every line (catch-up read of pre-written files)",
       cpu: "utime+stime of the agent process",
       rss: "VmHWM of the agent process",
+      ...(values.flags.length ? { nodeFlags: Object.fromEntries(flagSets) } : {}),
     },
     summary,
     runs,
   };
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-  writeFileSync(join(ROOT, "bench/results/node-mode.json"), `${JSON.stringify(out, null, 2)}\n`);
+  const name =
+    values.flags.length || values.only.length
+      ? `node-mode-${out.date.replace(/[:.]/g, "-")}.json`
+      : "node-mode.json";
+  writeFileSync(join(ROOT, "bench/results", name), `${JSON.stringify(out, null, 2)}\n`);
+  console.log(join(ROOT, "bench/results", name));
   console.table(summary);
 }
 

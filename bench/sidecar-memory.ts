@@ -3,7 +3,12 @@
  * `node -e` in the same run, and what each setting costs on a backlog, beside one-shot sed in the same run:
  *
  *   npx tsc -p tsconfig.build.json && npx tsc -p bench/tsconfig.json \
- *     && node bench/.work/dist/bench/sidecar-memory.js [--reps 5] [--backlog-reps 3] [--backlog-lines 1000000] [--settings default,semi8]
+ *     && node scripts/bundle.mjs \
+ *     && node bench/.work/dist/bench/sidecar-memory.js [--reps 5] [--backlog-reps 3] [--backlog-lines 1000000] \
+ *          [--settings default,semi8] [--builds dist,bundle]
+ *
+ * Builds of the agent: dist (tsc output, one file per module) and bundle (scripts/bundle.mjs: the esbuild bundle
+ * the image runs, dist-bundle/cli/main.js); both run from this checkout's node_modules.
  *
  * Settings (node options, the same for `node -e` and for the agent):
  *   default           none
@@ -23,7 +28,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,7 +36,10 @@ import { parseArgs } from "node:util";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
-const CLI = join(ROOT, "dist/cli/main.js");
+const BUILDS: Record<string, string> = {
+  dist: join(ROOT, "dist/cli/main.js"),
+  bundle: join(ROOT, "dist-bundle/cli/main.js"),
+};
 const SVC = "bench";
 const TAG = JSON.stringify({ ikontainer_CUID: "01a20000-0000-7000-8000-000000000000", svc: SVC });
 const HOLD_MS = 2_000;
@@ -52,10 +60,14 @@ const { values: args } = parseArgs({
     "backlog-reps": { type: "string", default: "3" },
     "backlog-lines": { type: "string", default: "1000000" },
     settings: { type: "string" },
+    builds: { type: "string", default: "dist,bundle" },
   },
 });
 /** --settings a,b: only these settings (default: all). */
 const CHOSEN = args.settings ? args.settings.split(",") : Object.keys(SETTINGS);
+const CHOSEN_BUILDS = args.builds.split(",");
+for (const b of CHOSEN_BUILDS)
+  if (!BUILDS[b] || !existsSync(BUILDS[b]!)) throw new Error(`no build ${b} (${BUILDS[b]})`);
 const REPS = Number(args.reps);
 const BACKLOG_REPS = Number(args["backlog-reps"]);
 const BACKLOG_LINES = Number(args["backlog-lines"]);
@@ -101,14 +113,15 @@ function fresh(dir: string): string {
   mkdirSync(dir, { recursive: true });
   return dir;
 }
-function agentArgs(flags: string[], watch: string, state: string, out?: string): string[] {
-  const a = [...flags, CLI, "run", "--watch", watch, "--state-dir", state, "--svc", SVC];
+function agentArgs(build: string, flags: string[], watch: string, state: string, out?: string): string[] {
+  const a = [...flags, BUILDS[build]!, "run", "--watch", watch, "--state-dir", state, "--svc", SVC];
   return out ? [...a, "--output", `file:${out}`] : a;
 }
 
 /** Peak and current RSS of a process sampled just before it is stopped. */
 async function idle(
   kind: "bare" | "agent",
+  build: string,
   flags: string[],
   n: number,
 ): Promise<{ hwm: number; rss: number }> {
@@ -117,7 +130,7 @@ async function idle(
   const argv =
     kind === "bare"
       ? [...flags, "-e", `setTimeout(() => {}, ${HOLD_MS + 5_000})`]
-      : agentArgs(flags, join(dir, "logs"), join(dir, "state"));
+      : agentArgs(build, flags, join(dir, "logs"), join(dir, "state"));
   const child = spawn(process.execPath, argv, { stdio: ["ignore", "ignore", "pipe"] });
   try {
     let err = "";
@@ -170,12 +183,18 @@ interface BacklogRun {
   peakRssMiB: number;
 }
 
-async function backlogAgent(flags: string[], input: string, bytes: number, n: number): Promise<BacklogRun> {
+async function backlogAgent(
+  build: string,
+  flags: string[],
+  input: string,
+  bytes: number,
+  n: number,
+): Promise<BacklogRun> {
   const dir = fresh(join(WORK, `backlog-${n}`));
   const out = fresh(join(dir, "out"));
   const expected = bytes + BACKLOG_LINES * TAG.length;
   const t0 = performance.now();
-  const child = spawn(process.execPath, agentArgs(flags, input, join(dir, "state"), out), {
+  const child = spawn(process.execPath, agentArgs(build, flags, input, join(dir, "state"), out), {
     stdio: ["ignore", "ignore", "ignore"],
   });
   try {
@@ -238,11 +257,12 @@ async function main(): Promise<void> {
     // ---- idle
     const idleSamples: Record<string, Array<{ hwm: number; rss: number }>> = {};
     for (let r = 0; r < REPS; r++) {
-      const conds = CHOSEN.flatMap((s) => [`bare:${s}`, `agent:${s}`]);
+      const conds = CHOSEN.flatMap((s) => [`bare:${s}`, ...CHOSEN_BUILDS.map((b) => `agent-${b}:${s}`)]);
       for (const c of shuffle(conds)) {
-        const [kind, setting] = c.split(":") as ["bare" | "agent", string];
+        const [who, setting] = c.split(":") as [string, string];
+        const build = who.replace(/^agent-/, "");
         loads.push(os.loadavg()[0]!);
-        const got = await idle(kind, SETTINGS[setting]!, n++);
+        const got = await idle(who === "bare" ? "bare" : "agent", build, SETTINGS[setting]!, n++);
         idleSamples[c] = [...(idleSamples[c] ?? []), got];
       }
     }
@@ -260,9 +280,11 @@ async function main(): Promise<void> {
     for (let r = 0; r < BACKLOG_REPS; r++) {
       const sedRun = await backlogSed(files, n++);
       backlog.sed = [...(backlog.sed ?? []), { ...sedRun, overSed: 1, rep: r }];
-      for (const s of shuffle(CHOSEN)) {
+      for (const bs of shuffle(CHOSEN_BUILDS.flatMap((b) => CHOSEN.map((x) => `${b}:${x}`)))) {
+        const [b, x] = bs.split(":") as [string, string];
+        const s = bs;
         loads.push(os.loadavg()[0]!);
-        const a = await backlogAgent(SETTINGS[s]!, input, bytes, n++);
+        const a = await backlogAgent(b, SETTINGS[x]!, input, bytes, n++);
         const overSed = round(a.linesPerSec / sedRun.linesPerSec, 2);
         backlog[s] = [...(backlog[s] ?? []), { ...a, overSed, rep: r }];
         console.log(s, JSON.stringify(a), round(a.linesPerSec / sedRun.linesPerSec, 2));
@@ -287,6 +309,7 @@ async function main(): Promise<void> {
       commit: execFileSync("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim(),
       cpus: os.cpus().length,
       settings: Object.fromEntries(CHOSEN.map((s) => [s, SETTINGS[s]])),
+      builds: Object.fromEntries(CHOSEN_BUILDS.map((b) => [b, BUILDS[b]!.slice(ROOT.length + 1)])),
       reps: REPS,
       holdMs: HOLD_MS,
       backlog: { reps: BACKLOG_REPS, lines: BACKLOG_LINES, lineBytes: 100, files: 4 },

@@ -3,7 +3,6 @@ import { AGENT_SETTINGS, loadAgentConfig, TAIL_SETTINGS } from "../config/agent.
 import { loadNodeConfig, NODE_SETTINGS, type NodeConfig } from "../config/node.js";
 import { resolveSettings } from "../config/settings.js";
 import { errorMessage } from "../core/errors.js";
-import { NodeMode } from "../sources/node/node-mode.js";
 import { Tailer } from "../sources/tail/tailer.js";
 import {
   addAgentOptions,
@@ -67,8 +66,10 @@ async function runAgent(
       "--watch is ignored in --mode node: it reads the kubelet's pod logs (--pod-log-dir, --docker-log-dir)",
     );
   // Node mode: kubelet's pod logs, a CUID per container instance, CRI / Docker decoding (src/sources/node).
+  // Loaded only in node mode: a sidecar's memory does not carry the kubelet and CRI code (issue 13).
+  const NodeMode = node.mode === "node" ? (await import("../sources/node/node-mode.js")).NodeMode : undefined;
   const nodeMode =
-    node.mode === "node"
+    NodeMode !== undefined
       ? new NodeMode({
           node,
           stateDir: config.stateDir,

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -303,5 +303,32 @@ describe("deploy/ manifests", () => {
     const exec = podTemplate(sets.get("kustomize-files:exec")![0]!)!.spec.containers[0]!;
     expect(exec.args![0]).toBe("exec");
     expect(exec.args).toContain("--");
+  });
+
+  it("the node agent's memory limit holds the peak RSS measured by bench/node-mode.ts, with its V8 flags, plus 25%", () => {
+    const ds = sets.get("chart:defaults")!.find((d) => d.kind === "DaemonSet")!;
+    const agent = podTemplate(ds)!.spec.containers[0] as ContainerLike & {
+      resources?: { limits?: { memory?: string } };
+    };
+    const limit = /^(\d+)Mi$/.exec(agent.resources?.limits?.memory ?? "");
+    expect(limit, "limits.memory in Mi").not.toBeNull();
+    const nodeOptions = agent.env?.find((e) => e.name === "NODE_OPTIONS")?.value ?? "";
+    // Every committed node-mode result: runs labelled "[NAME]" ran with protocol.nodeFlags[NAME], others with none.
+    const peaks: number[] = [];
+    const results = join(REPO, "bench/results");
+    for (const f of readdirSync(results).filter((n) => /^node-mode.*\.json$/.test(n))) {
+      const r = JSON.parse(readFileSync(join(results, f), "utf8")) as {
+        protocol: { nodeFlags?: Record<string, string[]> };
+        runs: Array<{ condition: string; peakRssMiB: number }>;
+      };
+      for (const run of r.runs) {
+        if (!run.condition.startsWith("node mode")) continue;
+        const label = /\[(.+)\]$/.exec(run.condition)?.[1];
+        const flags = label ? (r.protocol.nodeFlags?.[label] ?? []).join(" ") : "";
+        if (flags === nodeOptions) peaks.push(run.peakRssMiB);
+      }
+    }
+    expect(peaks.length, `node-mode runs with NODE_OPTIONS="${nodeOptions}"`).toBeGreaterThanOrEqual(3);
+    expect(Number(limit![1])).toBeGreaterThanOrEqual(Math.max(...peaks) * 1.25);
   });
 });
