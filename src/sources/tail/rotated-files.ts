@@ -115,8 +115,9 @@ async function classify(
       };
     }
     if (look.ownedSince === undefined || st.mtimeMs < look.ownedSince) return undefined;
-    // Still being copied from the stream's current file (too short yet to match any mark): not new content.
-    if (await isPrefixOf(fh, st.size, streamPath)) return undefined;
+    // Too short yet to match a mark (< 256 bytes) and the start of the stream's current file: a copy still being
+    // made (the truncation, when seen, adopts it), not new content.
+    if (st.size < FINGERPRINT_BYTES && (await isPrefixOf(fh, st.size, streamPath))) return undefined;
     return { path, id, st, streamPath, kind: "unseen" };
   } finally {
     await fh.close().catch(() => undefined);
