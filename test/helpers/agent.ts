@@ -397,6 +397,8 @@ export async function killLoop(o: {
   maxDelayMs: number;
   stallMs?: number;
   onKill?: (n: number, delayMs: number) => void;
+  /** Each killed agent's log (stderr), e.g. kept for diagnosis. */
+  onAgentLog?: (stderr: string) => void;
 }): Promise<{ kills: number; delays: number[] }> {
   const delays: number[] = [];
   const stallMs = o.stallMs ?? 30_000;
@@ -413,6 +415,7 @@ export async function killLoop(o: {
     } finally {
       agent.child.kill("SIGKILL");
       await agent.exited;
+      o.onAgentLog?.(agent.stderr());
     }
   }
   return { kills: delays.length, delays };

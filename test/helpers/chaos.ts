@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   checkSeqLines,
@@ -64,6 +64,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const lineBytes = o.lineBytes ?? 100;
   const root = tempDir("ikon-chaos-");
   const started = Date.now();
+  // IKON_CHAOS_KEEP=1: the run's folder (files, output, state, agents.log) is kept for diagnosis.
+  const keep = process.env.IKON_CHAOS_KEEP === "1";
   const burners = o.burners ? startCpuBurners(o.burners, 1_200_000) : undefined;
   try {
     const logs = join(root, o.node ? "pods" : "logs");
@@ -106,6 +108,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       rng: seededRandom(o.seed),
       maxDelayMs: o.maxKillDelayMs ?? 1_000,
       onKill: (n, d) => o.log?.(`kill ${n} after ${d} ms`),
+      onAgentLog: (text) => keep && appendFileSync(join(root, "agents.log"), `${text}=== kill -9\n`),
     }).finally(() => Promise.all(writers.map((w) => w.stop())));
     const written = await Promise.all(writers.map((w) => w.done));
     const total = written.reduce((a, w) => a + w.lines, 0);
@@ -115,6 +118,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     await last.waitForLog("tailing", 30_000);
     await untilProgress(() => countLines(out), total, 15_000, "final drain").catch(() => undefined);
     await stopAgent(last);
+    if (keep) appendFileSync(join(root, "agents.log"), last.stderr());
     const reports = checkSeqLines(readStamped(out), {
       lineBytes,
       totals: Object.fromEntries(tags.map((t, i) => [t, written[i]!.lines])),
@@ -140,6 +144,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   } finally {
     killStartedAgents();
     burners?.stop();
-    removeDir(root);
+    if (keep) o.log?.(`kept ${root}`);
+    else removeDir(root);
   }
 }

@@ -42,8 +42,16 @@ export class FileReader {
   lastGrowth = Date.now();
   finished = false;
   closed = false;
+  /**
+   * Digest of the first `fpLen` bytes of the content this reader hands on (what the checkpoint records, and what
+   * finds a copytruncate copy). Taken from this reader's own reads, or from a mark already matched against the
+   * file (checkpoint, copied content): never from a separate later look at the file, which may by then hold the
+   * next generation (that mismatch lost the copy and, on the next restart, read it again from 0: issue 16).
+   */
   fp: string | undefined;
   fpLen = 0;
+  /** The first bytes this reader read itself, contiguous from 0 (the digest grows with them up to 256). */
+  private head: Buffer | undefined;
   knownSize = 0;
   /**
    * Called when the file shrank below what was read (copytruncate), before reading restarts at 0, with the
@@ -68,6 +76,7 @@ export class FileReader {
   ) {
     this.splitter = new LineSplitter(maxLineBytes, offset, part);
     this.readPos = offset;
+    if (offset === 0) this.head = Buffer.alloc(0);
   }
 
   /** First byte not yet handed to the sinks (what the checkpoint records). */
@@ -84,15 +93,44 @@ export class FileReader {
     return this.readPos;
   }
 
-  /** Reads the first bytes and records their digest (called at open and while the file is still short). */
+  /**
+   * Starts from a content mark already matched against this file (the checkpoint's, or the copied content's):
+   * the digest is never taken again from the file, whose first bytes may have changed since the match.
+   */
+  setMark(mark: { fp?: string | undefined; fpLen?: number | undefined }): void {
+    this.fp = mark.fp;
+    this.fpLen = mark.fp ? (mark.fpLen ?? 0) : 0;
+  }
+
+  /**
+   * A reader started past 0 with no mark (--read-from tail): the digest of the file's first bytes as they are now.
+   * With a short mark (the file was shorter than 256 bytes when it was taken), the mark grows only when the
+   * file still starts with the marked bytes; else the file was replaced (truncated and written again).
+   */
   async updateFingerprint(): Promise<void> {
-    if (this.fpLen >= FINGERPRINT_BYTES) return;
+    if (this.fpLen >= FINGERPRINT_BYTES || this.head) return;
     const buf = Buffer.alloc(FINGERPRINT_BYTES);
     const { bytesRead } = await this.fh.read(buf, 0, FINGERPRINT_BYTES, 0);
-    if (bytesRead > this.fpLen) {
-      this.fp = fingerprint(buf.subarray(0, bytesRead));
-      this.fpLen = bytesRead;
+    if (this.fp && this.fpLen > 0) {
+      if (bytesRead < this.fpLen || fingerprint(buf.subarray(0, this.fpLen)) !== this.fp) {
+        this.truncatePending = true;
+        return;
+      }
     }
+    const len = Math.min(bytesRead, Math.max(this.readPos, this.fpLen));
+    if (len > this.fpLen) {
+      this.fp = fingerprint(buf.subarray(0, len));
+      this.fpLen = len;
+    }
+  }
+
+  /** Bytes this reader read at `pos`: those within the first 256 of the file extend the digest. */
+  private noteHead(pos: number, bytes: Buffer): void {
+    if (!this.head || pos !== this.head.length || pos >= FINGERPRINT_BYTES) return;
+    this.head = Buffer.concat([this.head, bytes.subarray(0, FINGERPRINT_BYTES - pos)]);
+    this.fp = fingerprint(this.head);
+    this.fpLen = this.head.length;
+    if (this.fpLen >= FINGERPRINT_BYTES) this.head = undefined;
   }
 
   /** Schedules a read to the current end; concurrent calls coalesce. */
@@ -150,10 +188,14 @@ export class FileReader {
           }
           break;
         }
+        this.noteHead(this.readPos, buf.subarray(0, bytesRead));
         this.readPos += bytesRead;
         if (this.readPos > this.knownSize) this.knownSize = this.readPos;
         this.lastGrowth = Date.now();
-        if (this.fpLen < FINGERPRINT_BYTES) await this.updateFingerprint();
+        if (this.fpLen < FINGERPRINT_BYTES && !this.head) {
+          await this.updateFingerprint();
+          if (this.truncatePending) continue; // replaced under us: what was just read is not handed on
+        }
         let lines = this.splitter.push(buf.subarray(0, bytesRead));
         if (this.decoder) lines = this.decoder.decode(lines);
         if (lines.length > 0 || this.decoder) await this.emit(lines);
@@ -205,6 +247,7 @@ export class FileReader {
     this.readPos = 0;
     this.fp = undefined;
     this.fpLen = 0;
+    this.head = Buffer.alloc(0);
     await this.emit([]);
   }
 

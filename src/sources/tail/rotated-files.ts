@@ -2,7 +2,8 @@ import type { Stats } from "node:fs";
 import { open, readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { InputState } from "../../core/checkpoint.js";
-import { type ContentMark, isCopyOf, isRotatedName, startsWith } from "./same-content.js";
+import { FINGERPRINT_BYTES } from "./file-reader.js";
+import { type ContentMark, isCopyOf, isPrefixOf, isRotatedName, startsWith } from "./same-content.js";
 
 export const idOf = (st: Stats) => `${st.dev}:${st.ino}`;
 
@@ -19,7 +20,8 @@ export interface RotatedFile {
    * unseen: content no checkpoint knows, written and rotated while the agent was down (read from 0).
    */
   kind: "rename" | "copy" | "unseen";
-  at?: { offset: number; part: number };
+  /** Where reading starts, and the content mark that matched (the reader keeps it as its own). */
+  at?: { offset: number; part: number; mark: ContentMark };
   /** copy: the checkpointed input whose content it copies. */
   copyOf?: string;
 }
@@ -83,27 +85,39 @@ async function classify(
     const cp = look.inputsAtStart[id];
     if (cp && (await startsWith(fh, st.size, cp))) {
       if (cp.finished) return undefined; // read to its end before: never again
-      return { path, id, st, streamPath: cp.path, kind: "rename", at: { offset: cp.offset, part: cp.part } };
+      return {
+        path,
+        id,
+        st,
+        streamPath: cp.path,
+        kind: "rename",
+        at: { offset: cp.offset, part: cp.part, mark: cp },
+      };
     }
     // Not the checkpointed inode (or its number was reused by another file): a rotated name of a stream?
     const streamPath = streams.find((sp) => isRotatedName(name, basename(sp)));
     if (!streamPath) return undefined;
     for (const [inputId, input] of Object.entries(look.inputsAtStart)) {
-      if (input.path !== streamPath || input.finished || inputId === id) continue;
-      if (!(await isCopyOf(fh, st.size, input as ContentMark, input.offset))) continue;
-      // A copy of a file still untruncated and read on: the truncation, when seen, adopts it.
+      if (input.path !== streamPath || input.finished || inputId === id || !input.fpLen) continue;
+      if (!(await startsWith(fh, st.size, input))) continue;
+      // A copy of a file still untruncated and read on (maybe still being copied, shorter than what we
+      // read): the truncation, when seen, adopts it.
       if (look.resumed.has(inputId)) return undefined;
+      // The same content: read only past what was handed on (a copy shorter than that holds nothing new).
       return {
         path,
         id,
         st,
         streamPath,
         kind: "copy",
-        at: { offset: input.offset, part: input.part },
+        at: { offset: input.offset, part: input.part, mark: input },
         copyOf: inputId,
       };
     }
     if (look.ownedSince === undefined || st.mtimeMs < look.ownedSince) return undefined;
+    // Too short yet to match a mark (< 256 bytes) and the start of the stream's current file: a copy still being
+    // made (the truncation, when seen, adopts it), not new content.
+    if (st.size < FINGERPRINT_BYTES && (await isPrefixOf(fh, st.size, streamPath))) return undefined;
     return { path, id, st, streamPath, kind: "unseen" };
   } finally {
     await fh.close().catch(() => undefined);
@@ -156,7 +170,13 @@ export async function findNewerCopies(
     const path = join(dir, name);
     const st = await stat(path).catch(() => undefined);
     if (!st?.isFile() || st.mtimeMs < sinceMs || taken(idOf(st))) continue;
-    out.push({ path, id: idOf(st), st });
+    // A copy of what the file holds now (copied, not truncated yet): that truncation adopts it.
+    const fh = await open(path, "r").catch(() => undefined);
+    if (!fh) continue;
+    const current = await isPrefixOf(fh, Math.min(st.size, FINGERPRINT_BYTES), filePath).finally(() =>
+      fh.close().catch(() => undefined),
+    );
+    if (!current) out.push({ path, id: idOf(st), st });
   }
   return out.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
 }

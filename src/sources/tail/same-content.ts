@@ -1,4 +1,4 @@
-import type { FileHandle } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { fingerprint } from "./file-reader.js";
 
 /**
@@ -30,6 +30,26 @@ export async function isCopyOf(
   offset: number,
 ): Promise<boolean> {
   return (mark.fpLen ?? 0) > 0 && size >= offset && (await startsWith(fh, size, mark));
+}
+
+/**
+ * True when the first `len` bytes of `fh` (at most 256) are the first bytes of the file at `otherPath` now: a
+ * rotated file still being copied from it, or a copy made before its truncation. An empty file is a prefix of
+ * every file.
+ */
+export async function isPrefixOf(fh: FileHandle, len: number, otherPath: string): Promise<boolean> {
+  const n = Math.min(len, 256);
+  if (n === 0) return true;
+  const other = await open(otherPath, "r").catch(() => undefined);
+  if (!other) return false;
+  try {
+    const a = Buffer.alloc(n);
+    const b = Buffer.alloc(n);
+    const [ra, rb] = await Promise.all([fh.read(a, 0, n, 0), other.read(b, 0, n, 0)]);
+    return ra.bytesRead === n && rb.bytesRead === n && a.equals(b);
+  } finally {
+    await other.close().catch(() => undefined);
+  }
 }
 
 /** Rotated names of `base` (logrotate `app.log.1`, dateext `app.log-20240101`, kubelet `0.log.<time>`), uncompressed. */

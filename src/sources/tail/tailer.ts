@@ -2,50 +2,21 @@ import type { Stats } from "node:fs";
 import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import picomatch from "picomatch";
-import type { CheckpointStore, InputState } from "../../core/checkpoint.js";
+import type { InputState } from "../../core/checkpoint.js";
 import { errorMessage } from "../../core/errors.js";
-import type { LineBatch, StreamInfo } from "../../core/record.js";
-import type { Logger } from "../../observe/logger.js";
+import type { StreamInfo } from "../../core/record.js";
 import { metrics } from "../../observe/metrics.js";
-import { FileReader, type LineDecoder } from "./file-reader.js";
+import { CopyAdoption } from "./copy-adoption.js";
+import { FileReader } from "./file-reader.js";
 import { FolderWatcher } from "./folder-watcher.js";
 import { ReadSlots } from "./read-slots.js";
-import { findCopy, findNewerCopies, findRotatedAtStart, idOf, type RotatedFile } from "./rotated-files.js";
+import { type RecoveryContext, recoverRotatedAtStart } from "./restart-recovery.js";
+import { idOf } from "./rotated-files.js";
 import { startsWith } from "./same-content.js";
+import type { AdoptAt } from "./tail-context.js";
+import type { TailerOptions } from "./tailer-options.js";
 
-export interface TailerOptions {
-  roots: readonly string[];
-  include: readonly string[];
-  exclude: readonly string[];
-  maxLineBytes: number;
-  lingerMs: number;
-  pollMs: number;
-  /** Wait after a change event before reading, so that lines written close together are read at once. */
-  readDelayMs?: number;
-  readFrom: "head" | "tail";
-  checkpoints: CheckpointStore;
-  log: Logger;
-  /** Hands a batch to the pipeline; resolves when every sink accepted it (backpressure). */
-  submit: (
-    batch: LineBatch,
-    input: { stream: string; path: string; fp?: string; fpLen?: number; finished?: boolean },
-  ) => Promise<void>;
-  /** Node mode: per-file stream identity (CUID/svc/fields per container instance). */
-  streamFor?: (info: StreamInfo) => StreamInfo;
-  /** Node mode: per-file decoder (CRI / Docker json-file). */
-  decoderFor?: (info: StreamInfo) => LineDecoder | undefined;
-  /**
-   * Since when (ms) this container instance's lines are ours: rotated files of a known stream modified after it
-   * and never read (the agent was down while they were written and rotated) are read at start.
-   */
-  ownedSince?: number;
-  /** How folders are found: native inotify watches (default) or chokidar. */
-  watcher?: "inotify" | "chokidar";
-  /** Paths never read (the agent's own outputs and state inside a watched folder; see src/cli/own-output.ts). */
-  skip?: (path: string) => boolean;
-  /** Reads at once, at most (bounds memory with thousands of files). */
-  maxConcurrentReads?: number;
-}
+export type { TailerOptions } from "./tailer-options.js";
 
 /**
  * Watches folders recursively and keeps one FileReader per file identity (device + inode), never per name:
@@ -57,8 +28,8 @@ export interface TailerOptions {
  * Folder watches (native inotify, or chokidar with --watcher chokidar) trigger checks; a periodic rescan of known
  * files and folders is the safety net for missed events.
  */
-export class Tailer {
-  private readonly roots: string[];
+export class Tailer implements RecoveryContext {
+  readonly roots: string[];
   private readonly isIncluded: (rel: string) => boolean;
   private readonly isExcluded: (rel: string) => boolean;
   private readonly byInode = new Map<string, FileReader>();
@@ -73,11 +44,12 @@ export class Tailer {
   private stopped = false;
   private readonly slots: ReadSlots;
   /** Inputs as checkpointed at start, before the first scan re-decides any of them. */
-  private readonly inputsAtStart: Record<string, InputState>;
+  readonly inputsAtStart: Record<string, InputState>;
   /** Inputs resumed at start with matching first bytes (their file was not truncated while we were down). */
-  private readonly resumedAtStart = new Set<string>();
+  readonly resumedAtStart = new Set<string>();
   /** Checkpoints that did not match their file at start: warned about unless a rotated copy explains them. */
-  private readonly startMismatches = new Map<string, { path: string; reason: string; offset: number }>();
+  readonly startMismatches = new Map<string, { path: string; reason: string; offset: number }>();
+  private readonly adoption = new CopyAdoption(this);
   /** Readers opened before the files rotated away while the agent was down are drained wait for this. */
   private startGate: Promise<void> | undefined;
   private releaseStart: (() => void) | undefined;
@@ -85,7 +57,7 @@ export class Tailer {
   private readonly predecessors = new Map<string, Promise<void>>();
   ready = false;
 
-  constructor(private readonly opts: TailerOptions) {
+  constructor(readonly opts: TailerOptions) {
     this.slots = new ReadSlots(opts.maxConcurrentReads ?? 32);
     this.inputsAtStart = structuredClone({ ...opts.checkpoints.inputs() });
     this.startGate = new Promise<void>((r) => {
@@ -122,7 +94,7 @@ export class Tailer {
     return n;
   }
 
-  private rootOf(path: string): number {
+  rootOf(path: string): number {
     return this.roots.findIndex((r) => path === r || path.startsWith(r + sep));
   }
 
@@ -153,7 +125,12 @@ export class Tailer {
     await this.folders.start();
     await Promise.all(this.opening.values());
     this.initialScanDone = true;
-    await this.resumeRotatedFromCheckpoint();
+    const { drained } = await recoverRotatedAtStart(this, this.adoption);
+    const release = this.releaseStart;
+    void drained.finally(() => {
+      this.startGate = undefined;
+      release?.();
+    });
     this.ready = true;
     // Not unref'd: with no folder to watch yet (a root made later) the poller is what keeps the agent running.
     this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
@@ -182,7 +159,7 @@ export class Tailer {
   }
 
   /** Reads `r` to its current end once its gate (a predecessor draining) is open; never rejects. */
-  private read(r: FileReader): Promise<void> {
+  read(r: FileReader): Promise<void> {
     const go = () => this.withSlot(() => r.kick()).catch((e) => this.readFailed(r, e));
     if (!r.gate) return go();
     return r.gate.then(() => {
@@ -286,12 +263,12 @@ export class Tailer {
    * offset of the content it copies). Returns "moved" when the name meanwhile points to another inode (rotated
    * between stat and open): binding the new file to the old file's checkpoint would read it twice.
    */
-  private async openReader(
+  async openReader(
     path: string,
     root: number,
     rel: string,
     id: string,
-    adopt?: { offset: number; part: number; streamPath: string },
+    adopt?: AdoptAt,
   ): Promise<FileReader | "moved" | undefined> {
     let fh: FileHandle;
     try {
@@ -366,8 +343,12 @@ export class Tailer {
       this.opts.decoderFor?.(info),
     );
     r.knownSize = now.size;
-    if (!adopt) r.onTruncate = (from) => this.truncated(r, from, shorter ? cp : undefined);
-    if (offset > 0) await r.updateFingerprint();
+    if (!adopt) r.onTruncate = (from) => this.adoption.truncated(r, from, shorter ? cp : undefined);
+    // The mark that matched this file stays its mark: a second look at its first bytes could already see the
+    // next generation (truncated meanwhile), and the copy of what we read would then never be found.
+    const mark = resumed ? cp : adopt?.mark;
+    if (offset > 0 && mark?.fp) r.setMark(mark);
+    else if (offset > 0) await r.updateFingerprint();
     if (shorter) {
       // Shorter than the checkpointed offset: truncated while we were down. Handled as a truncation (a copy
       // made by copytruncate carries on from the offset) at the first read.
@@ -383,8 +364,31 @@ export class Tailer {
   }
 
   /** Whether an inode is read now or was read to its end (never adopted again). */
-  private taken = (id: string): boolean =>
+  taken = (id: string): boolean =>
     this.byInode.has(id) || this.finishedInodes.has(id) || this.opts.checkpoints.input(id)?.finished === true;
+
+  markFinished(id: string): void {
+    this.finishedInodes.add(id);
+  }
+
+  currentPaths(): string[] {
+    return [...this.byPath.keys()];
+  }
+
+  isOpen(id: string): boolean {
+    return this.byInode.has(id);
+  }
+
+  registerDetached(r: FileReader): void {
+    r.detachedAt = Date.now();
+    this.byInode.set(r.inputId, r);
+    metrics.filesWatched.set(this.byInode.size);
+  }
+
+  async finishCopy(r: FileReader): Promise<void> {
+    await this.withSlot(() => r.finish(true)).catch((e) => this.readFailed(r, e));
+    this.finishedInodes.add(r.inputId);
+  }
 
   /** A checkpoint that does not match its file: at start, reported unless a rotated copy explains it. */
   private mismatch(id: string, path: string, offset: number, reason: string): void {
@@ -392,75 +396,12 @@ export class Tailer {
     else this.warnMismatch(path, reason, offset);
   }
 
-  private warnMismatch(path: string, reason: string, offset: number): void {
+  warnMismatch(path: string, reason: string, offset: number): void {
     metrics.errors.inc({ kind: "checkpoint_mismatch" });
     this.opts.log.warn(
       { path, checkpointOffset: offset, reason, code: "IKON_ERR_CHECKPOINT_MISMATCH" },
       "checkpoint does not match the file: reading it from the start (if it is the same content, its lines go out again)",
     );
-  }
-
-  /**
-   * The file shrank below what was read (copytruncate). Lines written between our last read and the
-   * truncation exist only in the copy: find the copy (same first bytes, long enough) and read it from the first
-   * byte not handed on, to its end, before the file is read again from 0. True when a copy took over.
-   */
-  private async truncated(
-    r: FileReader,
-    from: { offset: number; part: number },
-    atStart: InputState | undefined,
-  ): Promise<boolean> {
-    metrics.rotations.inc({ kind: "truncate" });
-    const copy = await findCopy(r.stream.path, { fp: r.fp, fpLen: r.fpLen }, from.offset, this.taken);
-    if (!copy) {
-      if (atStart)
-        this.warnMismatch(r.stream.path, "it is shorter than the checkpointed offset", atStart.offset);
-      else
-        this.opts.log.info(
-          { path: r.stream.path },
-          "file shrank (copytruncate) and no copy of it was found: reading it again from the start",
-        );
-      return false;
-    }
-    const c = await this.adoptCopy(r, copy, from);
-    if (!c) return false;
-    this.opts.log.info(
-      { path: r.stream.path, copy: copy.path, offset: from.offset },
-      "file shrank (copytruncate): read its copy from where we were, then the file from the start",
-    );
-    // Inside r's read (it holds a slot): the copy is read without one of its own.
-    await c.finish(true);
-    this.finishedInodes.add(c.inputId);
-    // Behind by more than one rotation: newer copies hold generations never seen here; read them whole, in order.
-    for (const later of await findNewerCopies(r.stream.path, copy.st.mtimeMs, this.taken)) {
-      const n = await this.adoptCopy(r, later, { offset: 0, part: 0 });
-      if (!n) continue;
-      await n.finish(true);
-      this.finishedInodes.add(n.inputId);
-    }
-    return true;
-  }
-
-  /** Opens a copy of `of`'s content at `from`, on `of`'s stream, and records that position at once. */
-  private async adoptCopy(
-    of: FileReader | { streamPath: string },
-    copy: { path: string; id: string; st: Stats },
-    from: { offset: number; part: number },
-  ): Promise<FileReader | undefined> {
-    const streamPath = of instanceof FileReader ? of.stream.path : of.streamPath;
-    const root = this.rootOf(streamPath);
-    if (root < 0) return undefined;
-    const offset = Math.min(from.offset, copy.st.size);
-    const c = await this.openReader(copy.path, root, relative(this.roots[root]!, streamPath), copy.id, {
-      offset,
-      part: offset === from.offset ? from.part : 0,
-      streamPath,
-    });
-    if (!c || c === "moved") return undefined;
-    // Checkpointed before any later content of the stream goes out: a restart resumes the copy here and
-    // never takes it for content never seen.
-    await c.commitPosition();
-    return c;
   }
 
   private gone(path: string): void {
@@ -506,85 +447,6 @@ export class Tailer {
       }
     }
     this.opts.checkpoints && metrics.lagBytes.set(this.lagBytes());
-  }
-
-  /**
-   * After a restart, files of a known stream may sit under rotated names we do not include (app.log → app.log.1).
-   * Each is adopted only for what was not delivered yet (see rotated-files.ts): the checkpointed inode resumes at
-   * its offset, a copytruncate copy of checkpointed content at that content's offset, and only content never
-   * seen (modified after `ownedSince`) from 0. They are read oldest first, to their ends, before the files
-   * found at start read on (order within a stream).
-   */
-  private async resumeRotatedFromCheckpoint(): Promise<void> {
-    const streams = new Set<string>();
-    for (const s of Object.values(this.inputsAtStart)) streams.add(s.path);
-    // Also the files found now: their stream may have rotated while the agent was down before it read anything.
-    for (const p of this.byPath.keys()) streams.add(p);
-    const found = await findRotatedAtStart(streams, new Set(this.byPath.keys()), {
-      inputsAtStart: this.inputsAtStart,
-      taken: this.taken,
-      resumed: this.resumedAtStart,
-      ownedSince: this.opts.ownedSince,
-    });
-    const explained = new Set<string>();
-    const opened: Array<{ r: FileReader; f: RotatedFile }> = [];
-    for (const f of found) {
-      const r = await this.openRotated(f);
-      if (!r) continue;
-      if (f.copyOf) explained.add(f.copyOf);
-      opened.push({ r, f });
-      this.opts.log.info(
-        { path: f.path, stream: f.streamPath, kind: f.kind, offset: r.offset },
-        "reading a rotated file left from before the restart",
-      );
-    }
-    for (const [id, m] of this.startMismatches) {
-      if (explained.has(id)) {
-        metrics.rotations.inc({ kind: "truncate" });
-        this.opts.log.info(
-          { path: m.path, checkpointOffset: m.offset },
-          "file was truncated (copytruncate) while the agent was down: its copy carries on from the checkpoint",
-        );
-      } else this.warnMismatch(m.path, m.reason, m.offset);
-    }
-    this.startMismatches.clear();
-    // Unfinished inputs whose file is gone for good: nothing left to read.
-    const inputs = this.opts.checkpoints.inputs();
-    for (const [id, s] of Object.entries(inputs))
-      if (!s.finished && !this.byInode.has(id) && !opened.some((o) => o.r.inputId === id))
-        this.opts.checkpoints.forget(id);
-    // Oldest first, each to its end (copies to their finish); then the files found at start read on.
-    const release = this.releaseStart;
-    void (async () => {
-      for (const { r, f } of opened) {
-        if (f.kind === "copy") {
-          await this.withSlot(() => r.finish(true)).catch((e) => this.readFailed(r, e));
-          this.finishedInodes.add(r.inputId);
-        } else {
-          r.detachedAt = Date.now();
-          this.byInode.set(r.inputId, r);
-          metrics.filesWatched.set(this.byInode.size);
-          await this.read(r);
-        }
-      }
-    })().finally(() => {
-      this.startGate = undefined;
-      release?.();
-    });
-  }
-
-  /** Opens a rotated file found at start where its classification says. */
-  private async openRotated(f: RotatedFile): Promise<FileReader | undefined> {
-    const root = this.rootOf(f.streamPath);
-    if (root < 0) return undefined;
-    if (f.kind === "copy") return this.adoptCopy({ streamPath: f.streamPath }, f, f.at!);
-    const rel = relative(this.roots[root]!, f.streamPath);
-    const r = await this.openReader(f.path, root, rel, f.id, {
-      offset: f.at?.offset ?? 0,
-      part: f.at?.part ?? 0,
-      streamPath: f.streamPath,
-    });
-    return r === "moved" ? undefined : r;
   }
 
   /**
