@@ -40,3 +40,17 @@ export function registrarHelpers(ctx: () => { knot: KnotServer; target: UpdateTa
   const rev = (ip: string) => `${ip.split(".").reverse().join(".")}.in-addr.arpa`;
   return { identity, registrar, inst, svc, rev };
 }
+
+/** The lease end (ms since the epoch) in an instance's TXT record (`"expires=…"`); NaN when there is none. */
+export const leaseEnd = (txt: string | undefined): number =>
+  Date.parse(/expires=([^"\s]+)/.exec(txt ?? "")?.[1] ?? "");
+
+/**
+ * Sleeps until a lease has run out by this machine's clock, which `ddns gc` reads (it removes an instance once
+ * `expires` < now). Here the point is that time passes, so this is a sleep, but only as long as the lease says.
+ */
+export async function leasePassed(expiresMs: number): Promise<void> {
+  if (!Number.isFinite(expiresMs)) throw new Error("the instance's TXT record has no expires= time");
+  const left = expiresMs - Date.now() + 1;
+  if (left > 0) await new Promise((r) => setTimeout(r, left));
+}
