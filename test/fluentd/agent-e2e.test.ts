@@ -7,12 +7,11 @@ import {
   removeDir,
   runCli,
   runWriter,
-  sleep,
   startCli,
   stopAgent,
   tempDir,
-  until,
 } from "../helpers/agent.js";
+import { waitForCount } from "../helpers/progress.js";
 
 /**
  * End to end through `ikontainer run --output fluentd://…`: the agent tails a file an application keeps
@@ -116,12 +115,17 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9", 120]);
 
     const a = agent(logs, state, r.port);
-    await until(() => r.stored.length >= 4000, 20_000);
+    await waitForCount(() => r.stored.length, 4000, { what: "entries stored before withholding acks" });
     // From here the receiver takes chunks but never acknowledges them (so none is stored): the kill lands
     // while a delivery is in flight and the agent keeps buffering what the application writes.
     r.onChunk = () => "withhold";
-    await until(() => r.discarded > 0, 10_000);
-    await sleep(300);
+    await waitForCount(() => r.discarded, 1, { what: "a chunk withheld" });
+    // The agent keeps buffering what the application writes (waited for on disk, not timed).
+    const atWithhold = segBytes(state);
+    await waitForCount(() => segBytes(state), atWithhold + 1, {
+      stepMs: 20,
+      what: "the disk buffer growing while acks are withheld",
+    });
     await stopAgent(a, "SIGKILL");
     const backlog = segBytes(state);
     expect(backlog).toBeGreaterThan(0);
@@ -129,7 +133,7 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     r.onChunk = () => "ack";
     const b = agent(logs, state, r.port);
     await writer;
-    await until(() => c.counts.size >= total, 30_000);
+    await waitForCount(() => c.counts.size, total, { what: "distinct lines stored" });
     // once the agent has exited and the receiver has handled the close, nothing more can arrive
     await stopAgent(b, "SIGTERM");
     await r.quiet();
@@ -154,7 +158,7 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const total = 20_000;
     const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9b", 120]);
     const a = agent(logs, state, r.port, "flags");
-    await until(() => r.stored.length >= 6000, 20_000);
+    await waitForCount(() => r.stored.length, 6000, { what: "entries stored before the kill" });
     await stopAgent(a, "SIGKILL");
     // Read the acks only after the receiver has seen the connection close and run its delayed acks: a
     // chunk it still commits after the kill belongs to the rounds acknowledged "at the kill".
@@ -163,7 +167,7 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const [last1 = 0, last2 = 0] = [...r.ackedChunkSizes].reverse();
     const b = agent(logs, state, r.port, "flags");
     await writer;
-    await until(() => c.counts.size >= total, 30_000);
+    await waitForCount(() => c.counts.size, total, { what: "distinct lines stored" });
     await stopAgent(b, "SIGTERM");
     await r.quiet();
     const rep = c.report(total);
@@ -210,7 +214,7 @@ describe("ikontainer exec with a fluentd output", () => {
     cleanup.push(() => up.stop());
     const second = await run("four five");
     expect(second.code).toBe(0);
-    await until(() => up.stored.length >= 5, 10_000);
+    await waitForCount(() => up.stored.length, 5, { what: "the buffered and the new lines" });
     await up.quiet(); // the run has exited: once its connection is closed, nothing more can arrive
     const msgs = up.stored.map((e) => e.record.message).sort();
     expect(msgs).toEqual(["five", "four", "one", "three", "two"]);
