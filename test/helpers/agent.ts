@@ -2,6 +2,7 @@ import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitForCount } from "./progress.js";
 
 // Overridable for bench scripts, which run compiled from another folder.
 export const CLI = process.env.IKON_CLI ?? new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -19,7 +20,7 @@ export interface AgentProcess {
   child: ChildProcess;
   stderr: () => string;
   stdout: () => string;
-  /** Resolves when the agent logged `msg` (JSON log line). */
+  /** Resolves when the agent logged `msg` (JSON log line); fails after `timeoutMs` without any new output. */
   waitForLog: (msg: string, timeoutMs?: number) => Promise<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -75,11 +76,17 @@ export function startCli(args: string[], opts: SpawnOptions & { prefix?: string[
         }
         return false;
       };
-      const timer = setTimeout(
-        () => reject(new Error(`timeout waiting for log "${msg}"; stderr:\n${err}`)),
-        timeoutMs,
-      );
-      if (!check()) listeners.push(() => void check());
+      // Fails only when the agent has logged nothing for `timeoutMs` (a slow start on a loaded machine still logs).
+      let timer: NodeJS.Timeout;
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(
+          () => reject(new Error(`no log "${msg}" and no other output for ${timeoutMs} ms; stderr:\n${err}`)),
+          timeoutMs,
+        );
+      };
+      arm();
+      if (!check()) listeners.push(() => void (check() || arm()));
       void exited.then(() => {
         if (!check()) {
           clearTimeout(timer);
@@ -362,26 +369,14 @@ export function outputBytes(dir: string): number {
 }
 
 /** Waits until `progress()` reaches `target`, failing only when it stops moving for `stallMs`. */
-export async function untilProgress(
+export function untilProgress(
   progress: () => number,
   target: number,
   stallMs: number,
   what: string,
   stepMs = 200,
 ): Promise<number> {
-  let last = progress();
-  let lastMove = Date.now();
-  while (last < target) {
-    await sleep(stepMs);
-    const now = progress();
-    if (now !== last) {
-      last = now;
-      lastMove = Date.now();
-    } else if (Date.now() - lastMove > stallMs) {
-      throw new Error(`${what}: no progress for ${stallMs} ms at ${now} of ${target}`);
-    }
-  }
-  return last;
+  return waitForCount(progress, target, { idleMs: stallMs, stepMs, what });
 }
 
 /**

@@ -50,3 +50,20 @@ export async function waitUntil(
     await pause(stepMs);
   }
 }
+
+/**
+ * Polls `read()` until `ok(value)` holds and returns that value; fails when the value (compared as JSON) has
+ * not changed for `idleMs`, naming what it was stuck at.
+ */
+export async function valueWhen<T>(
+  read: () => T | Promise<T>,
+  ok: (v: T) => boolean,
+  opts: ProgressWait = {},
+): Promise<T> {
+  let value!: T;
+  await waitUntil(async () => {
+    value = await read();
+    return { done: ok(value), progress: JSON.stringify(value) };
+  }, opts);
+  return value;
+}
