@@ -119,13 +119,8 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     // From here the receiver takes chunks but never acknowledges them (so none is stored): the kill lands
     // while a delivery is in flight and the agent keeps buffering what the application writes.
     r.onChunk = () => "withhold";
+    // Killed as soon as a chunk is withheld: that delivery is in flight, so its lines stay on disk.
     await waitForCount(() => r.discarded, 1, { what: "a chunk withheld" });
-    // The agent keeps buffering what the application writes (waited for on disk, not timed).
-    const atWithhold = segBytes(state);
-    await waitForCount(() => segBytes(state), atWithhold + 1, {
-      stepMs: 20,
-      what: "the disk buffer growing while acks are withheld",
-    });
     await stopAgent(a, "SIGKILL");
     const backlog = segBytes(state);
     expect(backlog).toBeGreaterThan(0);
