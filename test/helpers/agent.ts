@@ -291,18 +291,6 @@ export function checkSeqLines(lines: StampedLine[], spec: SeqCheck): Record<stri
   return reports;
 }
 
-/** A seeded PRNG (mulberry32): the kill delays of a run can be replayed with its printed seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The seed for a randomised test: IKON_TEST_SEED, else fresh; printed so a failure can be replayed. */
 export function testSeed(name: string): number {
   const seed = Number(process.env.IKON_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
