@@ -400,3 +400,37 @@ export async function killLoop(o: {
   }
   return { kills: delays.length, delays };
 }
+
+/** `run` tailing the folder `watch` into `file:<out>`, state in `state`, as service `svc`, plus `extra` flags. */
+export const fileRunArgs = (watch: string, out: string, state: string, svc: string, ...extra: string[]) => [
+  "run",
+  "--watch",
+  watch,
+  "--output",
+  `file:${out}`,
+  "--state-dir",
+  state,
+  "--svc",
+  svc,
+  ...extra,
+];
+
+/** `run --mode node` over the pod log folder `pods`, state in `state`, to `output`, plus `extra` flags. */
+export const nodeRunArgs = (pods: string, state: string, output: string, ...extra: string[]) => [
+  "run",
+  "--mode",
+  "node",
+  "--pod-log-dir",
+  pods,
+  "--state-dir",
+  state,
+  "--output",
+  output,
+  ...extra,
+];
+
+/** A test file's afterAll: stops the agents still running (SIGTERM, by PID) and removes its folders. */
+export async function stopAndRemove(agents: AgentProcess[], dirs: string[]): Promise<void> {
+  for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a);
+  for (const d of dirs) removeDir(d);
+}
