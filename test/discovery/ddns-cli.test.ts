@@ -5,11 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeKey, parseTsigSpec } from "../../src/discovery/tsig.js";
+import { makeKey } from "../../src/discovery/tsig.js";
 import type { UpdateTarget } from "../../src/discovery/update.js";
 import { freePort, type KnotServer, startKnot } from "../fixtures/knot.js";
 import { waitUntil } from "../helpers/progress.js";
-import { leaseEnd, leasePassed, registrarHelpers } from "./registrar-helpers.js";
+import { leaseEnd, leasePassed, registrarHelpers, targetOf } from "./registrar-helpers.js";
 
 const runFile = promisify(execFile);
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -40,13 +40,7 @@ const ddnsFlags = () => [
 
 beforeAll(async () => {
   knot = await startKnot();
-  target = {
-    server: { host: knot.host, port: knot.port },
-    key: parseTsigSpec(knot.tsig),
-    zone: knot.zone,
-    reverseZone: knot.reverseZone,
-    timeoutMs: 3000,
-  };
+  target = targetOf(knot);
 });
 afterAll(async () => {
   await knot?.stop();

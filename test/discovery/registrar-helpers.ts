@@ -1,10 +1,20 @@
 import { uuidV7 as v7 } from "../../src/core/cuid.js";
 import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";
+import { parseTsigSpec } from "../../src/discovery/tsig.js";
 import type { UpdateTarget } from "../../src/discovery/update.js";
 import type { KnotServer } from "../fixtures/knot.js";
 
 export const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** Where updates for a test's knotd go: its address, key and zones. */
+export const targetOf = (knot: KnotServer): UpdateTarget => ({
+  server: { host: knot.host, port: knot.port },
+  key: parseTsigSpec(knot.tsig),
+  zone: knot.zone,
+  reverseZone: knot.reverseZone,
+  timeoutMs: 3000,
+});
 
 /** Instances, registrars and record names against one test's knotd (read when called: set up in beforeAll). */
 export function registrarHelpers(ctx: () => { knot: KnotServer; target: UpdateTarget }) {

@@ -3,11 +3,10 @@ import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dnsMetrics } from "../../src/discovery/metrics.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";
-import { parseTsigSpec } from "../../src/discovery/tsig.js";
 import type { UpdateTarget } from "../../src/discovery/update.js";
 import { type KnotServer, startKnot } from "../fixtures/knot.js";
 import { waitForCount } from "../helpers/progress.js";
-import { leaseEnd, quiet, registrarHelpers } from "./registrar-helpers.js";
+import { leaseEnd, quiet, registrarHelpers, targetOf } from "./registrar-helpers.js";
 
 let knot: KnotServer;
 let target: UpdateTarget;
@@ -16,13 +15,7 @@ const { identity, registrar, inst, svc, rev } = registrarHelpers(() => ({ knot, 
 
 beforeAll(async () => {
   knot = await startKnot();
-  target = {
-    server: { host: knot.host, port: knot.port },
-    key: parseTsigSpec(knot.tsig),
-    zone: knot.zone,
-    reverseZone: knot.reverseZone,
-    timeoutMs: 3000,
-  };
+  target = targetOf(knot);
 });
 afterAll(async () => {
   await knot?.stop();
@@ -131,13 +124,7 @@ describe("DnsRegistrar against knotd", () => {
     await spare.halt();
     const id = identity({ ip: "127.0.0.30", svcLabel: "late" });
     const r = new DnsRegistrar({
-      target: {
-        ...target,
-        server: { host: spare.host, port: spare.port },
-        key: parseTsigSpec(spare.tsig),
-        zone: spare.zone,
-        reverseZone: spare.reverseZone,
-      },
+      target: targetOf(spare),
       identity: { ...id, zone: spare.zone },
       ttl: 1000,
       leaseMs: 60_000,
