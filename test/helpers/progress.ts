@@ -67,3 +67,25 @@ export async function valueWhen<T>(
   }, opts);
   return value;
 }
+
+/**
+ * Waits until a process's output so far (`text()`) matches `re`; fails at once when the process has exited
+ * (`exited()`), or when its output has not grown for `idleMs`. Either error carries the output.
+ */
+export async function waitForText(
+  text: () => string,
+  re: RegExp,
+  exited: () => boolean,
+  opts: ProgressWait = {},
+): Promise<void> {
+  await waitUntil(
+    () => {
+      const t = text();
+      if (!re.test(t) && exited()) throw new Error(`${opts.what ?? "process"} exited before ${re}: ${t}`);
+      return { done: re.test(t), progress: t.length };
+    },
+    { stepMs: 20, ...opts },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}\n${text()}`);
+  });
+}
