@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import http from "node:http";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../src/config/units.js";
+import { seededRandom } from "../test/helpers/seeded-random.js";
 
 export interface LoadOptions {
   host: string;
@@ -91,17 +92,6 @@ function pickTask(r: number): Task {
   return TASKS[0]!;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function request(agent: http.Agent, host: string, t: { method: string; path: string; body?: Buffer }) {
   return new Promise<{ status: number; bytes: number }>((resolve, reject) => {
     const req = http.request(
@@ -128,7 +118,7 @@ function request(agent: http.Agent, host: string, t: { method: string; path: str
 
 /** Runs the load in this process; each user has its own keep-alive connection, like a Locust user. */
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
-  const rand = mulberry32(opts.seed ?? Date.now());
+  const rand = seededRandom(opts.seed ?? Date.now());
   const period = 1000 / (opts.throughput ?? 1);
   const spawnMs = opts.spawnMs ?? 1000;
   const samples: Sample[] = [];

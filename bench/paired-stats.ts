@@ -4,18 +4,7 @@
  * confidence interval of its median. With the no-agent p50 moving ±20% between repetitions, a ratio of
  * medians cannot resolve a few percent; pairing removes the drift the two trials of one repetition share.
  */
-
-/** mulberry32: a small seeded PRNG, so a re-analysis of the same results gives the same interval. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../test/helpers/seeded-random.js";
 
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);

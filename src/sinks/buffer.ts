@@ -1,25 +1,26 @@
 import { createHash } from "node:crypto";
-import { type FileHandle, mkdir, open, readFile, unlink } from "node:fs/promises";
+import { type FileHandle, open, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { ERR_SINK, ERR_STATE_DIR, errorMessage } from "../core/errors.js";
-import type { LineBatch, LogLine } from "../core/record.js";
+import type { LineBatch } from "../core/record.js";
 import type { Logger } from "../observe/logger.js";
 import { silentLogger } from "../observe/logger.js";
-import { DeliveryLog, type DeliveryRecord } from "./buffer/delivery-log.js";
-import { addRange, cmp, type Entry, mergeEntries, posOf, type Ranges, type Round } from "./buffer/entries.js";
-import { decodePayload, encodeFrame, FRAME_HEAD, payloadCrc, readHead, scanFrames } from "./buffer/frame.js";
+import { type DeliveryLog, recordOfRound } from "./buffer/delivery-log.js";
+import { type Entry, mergeEntries, posOf, type Round } from "./buffer/entries.js";
+import { encodeFrame } from "./buffer/frame.js";
 import {
   counterBlocked,
   counterDelivered,
-  counterDeliveryLogRepairs,
   counterRejections,
   counterRetries,
   counterSkipped,
   gaugeBytes,
   gaugeFull,
 } from "./buffer/metrics.js";
-import { loadSegments, reportDamage, type Segment, segmentName } from "./buffer/segments.js";
+import { openQueue } from "./buffer/open-queue.js";
+import { RereadFilter } from "./buffer/reread.js";
+import { readEntries, resyncSegment } from "./buffer/segment-reader.js";
+import { type Segment, segmentName } from "./buffer/segments.js";
 import type { Sink, SinkReceipt } from "./sink.js";
 
 export { decodeFrame, encodeFrame } from "./buffer/frame.js";
@@ -90,8 +91,8 @@ export class BufferedSink implements Sink {
   private closing = false;
   private stopSender = false;
   private deliveryLog: DeliveryLog | undefined;
-  /** After a crash: per input, line positions already queued/delivered past the checkpoint. */
-  private reread: Ranges = new Map();
+  /** After a crash: lines already queued or delivered past the checkpoint, skipped when read again. */
+  private readonly reread = new RereadFilter();
   private stopWait: (() => void) | undefined;
 
   constructor(
@@ -133,65 +134,12 @@ export class BufferedSink implements Sink {
   }
 
   private async doOpen(): Promise<void> {
-    const dir = this.opts.dir;
-    try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw ERR_STATE_DIR(`cannot create buffer folder ${dir}: ${errorMessage(e)}`, e);
-    }
-    // Where delivery got to, and what recent rounds delivered (for recover()).
-    this.deliveryLog = new DeliveryLog(dir, this.opts.fsync);
-    const loaded = await this.deliveryLog.load();
-    let cursor = loaded.records[loaded.records.length - 1]?.pos ?? 0;
-
-    const loadedSegments = await loadSegments(dir, this.log, this.id);
-    this.segments = loadedSegments.segments;
-    this.endPos = loadedSegments.endPos;
-    const boundaries = loadedSegments.boundaries;
-
-    // A position the queue cannot have reached, or a damaged file: start over (duplicates rather than loss).
-    const first = this.segments[0]?.base;
-    let problem = loaded.damage;
-    if (!problem && first !== undefined && cursor > first && !boundaries.has(cursor))
-      problem =
-        cursor > this.endPos
-          ? `position ${cursor} is past the end of the queue (${this.endPos})`
-          : `position ${cursor} is not the start of a frame`;
-    if (problem) {
-      counterDeliveryLogRepairs.inc({ sink: this.id });
-      this.log.warn(
-        { sink: this.id, file: this.deliveryLog.path, pos: cursor, reason: problem, restartAt: first ?? 0 },
-        "buffer: delivered.log cannot be right; delivering the whole queue again (lines may arrive twice)",
-      );
-      this.deliveryLog.records = [];
-      cursor = first ?? 0;
-    }
-    this.cursor = cursor;
-    await this.deliveryLog.rewrite();
-
-    // Segments fully delivered but not yet deleted when we stopped (never the last one).
-    while (this.segments.length > 1 && this.segments[0]!.base + this.segments[0]!.size <= this.cursor)
-      await unlink(this.segments.shift()!.path);
-    for (const seg of this.segments)
-      for (const d of seg.damaged)
-        if (seg.base + d.end > this.cursor) reportDamage(this.log, this.id, seg, d);
-
-    if (this.segments.length === 0) this.endPos = Math.max(this.endPos, this.cursor);
-    if (this.cursor > this.endPos) this.cursor = this.endPos;
-    if (this.cursor < (this.segments[0]?.base ?? this.cursor)) this.cursor = this.segments[0]!.base;
+    const q = await openQueue(this.opts.dir, this.opts.fsync, this.log, this.id);
+    this.deliveryLog = q.deliveryLog;
+    this.segments = q.segments;
+    this.endPos = q.endPos;
+    this.cursor = q.cursor;
     gaugeBytes.set({ sink: this.id }, this.bufferedBytes);
-  }
-
-  /** Runtime damage found at `off` of `seg`: finds the next intact frame; returns the offset to continue at. */
-  private async resync(seg: Segment, off: number): Promise<number> {
-    const known = seg.damaged.find((d) => d.start === off);
-    if (known) return known.end;
-    const data = (await readFile(seg.path)).subarray(0, seg.size);
-    const d = scanFrames(data, off, false).damaged[0] ?? { start: off, end: seg.size };
-    seg.damaged.push(d);
-    seg.damaged.sort((x, y) => x.start - y.start);
-    reportDamage(this.log, this.id, seg, d);
-    return d.end;
   }
 
   /** The sender starts after recover() (or the first write), so recover() sees a queue that stands still. */
@@ -212,36 +160,26 @@ export class BufferedSink implements Sink {
     };
     for (const rec of this.deliveryLog?.records ?? []) {
       for (const [inputId, loO, loP, hiO, hiP, end] of rec.d) {
-        if (end > checkpointed(inputId)) addRange(this.reread, inputId, [loO, loP], [hiO, hiP]);
+        if (end > checkpointed(inputId)) this.reread.add(inputId, [loO, loP], [hiO, hiP]);
       }
     }
     for await (const e of this.entries(this.cursor, this.endPos)) {
       const lines = e.batch.lines;
       if (lines.length === 0 || e.end <= checkpointed(e.batch.inputId)) continue;
-      addRange(this.reread, e.batch.inputId, posOf(lines[0]!), posOf(lines[lines.length - 1]!));
+      this.reread.add(e.batch.inputId, posOf(lines[0]!), posOf(lines[lines.length - 1]!));
     }
     this.startSender();
-    if (this.reread.size > 0)
+    if (this.reread.inputs > 0)
       this.log.info(
-        { sink: this.id, inputs: this.reread.size },
+        { sink: this.id, inputs: this.reread.inputs },
         "buffer: lines past the checkpoint are already queued; skipping them when read again",
       );
   }
 
   private filterReread(batch: LineBatch): LineBatch {
-    const r = this.reread.get(batch.inputId);
-    if (!r) return batch;
-    const keep: LogLine[] = [];
-    let skipped = 0;
-    for (const l of batch.lines) {
-      const p = posOf(l);
-      if (cmp(p, r.lo) >= 0 && cmp(p, r.hi) <= 0) skipped++;
-      else keep.push(l);
-      if (cmp(p, r.hi) >= 0) this.reread.delete(batch.inputId);
-    }
-    if (skipped === 0) return batch;
-    counterSkipped.inc({ sink: this.id }, skipped);
-    return { ...batch, lines: keep };
+    const { batch: kept, skipped } = this.reread.filter(batch);
+    if (skipped > 0) counterSkipped.inc({ sink: this.id }, skipped);
+    return kept;
   }
 
   async write(batch: LineBatch): Promise<SinkReceipt | undefined> {
@@ -326,50 +264,14 @@ export class BufferedSink implements Sink {
   }
 
   /** Reads entries in [from, to) from the segment files, skipping damaged stretches. */
-  private async *entries(
-    from: number,
-    to: number,
-    maxBytes = Number.POSITIVE_INFINITY,
-  ): AsyncGenerator<Entry> {
-    let pos = from;
-    let read = 0;
-    for (const seg of [...this.segments]) {
-      if (seg.base + seg.size <= pos) continue;
-      if (seg.base >= to) break;
-      if (pos < seg.base) pos = seg.base; // a gap left by a lost segment: continue at the next one
-      const fh = await open(seg.path, "r");
-      try {
-        const head = Buffer.alloc(FRAME_HEAD);
-        while (pos < to && pos < seg.base + seg.size && read < maxBytes) {
-          const off = pos - seg.base;
-          const damage = seg.damaged.find((d) => d.start === off);
-          if (damage) {
-            pos = seg.base + damage.end;
-            continue;
-          }
-          await fh.read(head, 0, FRAME_HEAD, off);
-          const h = readHead(head);
-          let payload: Buffer | undefined;
-          if (h && off + FRAME_HEAD + h.len <= seg.size) {
-            payload = Buffer.allocUnsafe(h.len);
-            await fh.read(payload, 0, h.len, off + FRAME_HEAD);
-            if (crc32(payload) !== payloadCrc(head)) payload = undefined;
-          }
-          if (!payload) {
-            // damaged since the segment was opened (e.g. by the disk): skip to the next intact frame
-            pos = seg.base + (await this.resync(seg, off));
-            continue;
-          }
-          const start = pos;
-          pos += FRAME_HEAD + payload.length;
-          read += FRAME_HEAD + payload.length;
-          yield { start, end: pos, batch: decodePayload(payload) };
-        }
-      } finally {
-        await fh.close();
-      }
-      if (read >= maxBytes) return;
-    }
+  private entries(from: number, to: number, maxBytes = Number.POSITIVE_INFINITY): AsyncGenerator<Entry> {
+    return readEntries(
+      () => this.segments,
+      from,
+      to,
+      maxBytes,
+      (seg, off) => resyncSegment(seg, off, this.log, this.id),
+    );
   }
 
   /**
@@ -457,20 +359,9 @@ export class BufferedSink implements Sink {
 
   /** Records a delivered round (durably), moves the cursor, frees space. */
   private async commitRound(round: Round): Promise<void> {
-    let lines = 0;
-    const d: DeliveryRecord["d"] = [];
-    const ranges: Ranges = new Map();
-    const lastEnd = new Map<string, number>();
-    for (const e of round.entries) {
-      const ls = e.batch.lines;
-      lines += ls.length;
-      if (ls.length === 0) continue;
-      addRange(ranges, e.batch.inputId, posOf(ls[0]!), posOf(ls[ls.length - 1]!));
-      lastEnd.set(e.batch.inputId, e.end);
-    }
-    for (const [id, r] of ranges) d.push([id, r.lo[0], r.lo[1], r.hi[0], r.hi[1], lastEnd.get(id)!]);
+    const { record, lines } = recordOfRound(round);
     try {
-      await this.deliveryLog!.append({ pos: round.end, d });
+      await this.deliveryLog!.append(record);
     } catch (e) {
       this.log.error({ sink: this.id, err: errorMessage(e) }, "buffer: cannot record delivery progress");
     }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, type KnotServer, startKnot } from "../fixtures/knot.js";
+import { valueWhen } from "../helpers/progress.js";
 
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
 let knot: KnotServer;
@@ -32,15 +33,6 @@ function agent(args: string[], env: NodeJS.ProcessEnv) {
   });
   const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
   return { child, exited, out: () => stdout, err: () => stderr };
-}
-
-async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const ddns = () => [
@@ -74,7 +66,7 @@ describe("run and exec publish the instance in DNS", () => {
       { POD_IP: "127.0.0.60", POD_NAMESPACE: "shop", POD_NAME: "web-abc", NODE_NAME: "node-7" },
     );
     const cuidFile = join(state, "cuid.json");
-    const cuid = await until(
+    const cuid = await valueWhen(
       async () => {
         try {
           return (JSON.parse(readFileSync(cuidFile, "utf8")) as { cuid: string }).cuid;
@@ -86,7 +78,7 @@ describe("run and exec publish the instance in DNS", () => {
     );
     const name = `${cuid}.web.shop.${knot.zone}`;
     expect(
-      await until(
+      await valueWhen(
         () => knot.dig(name, "A"),
         (v) => v.length > 0,
       ),
@@ -124,12 +116,12 @@ describe("run and exec publish the instance in DNS", () => {
       { POD_NAMESPACE: "ops" },
     );
     const svcName = `tailer.ops.${knot.zone}`;
-    const ptr = await until(
+    const ptr = await valueWhen(
       () => knot.dig(svcName, "PTR"),
       (v) => v.length > 0,
     );
     expect(ptr).toHaveLength(1);
-    await until(
+    await valueWhen(
       async () => a.err(),
       (e) => e.includes('"tailing"'),
     ); // its SIGTERM handler is set from here on
@@ -195,14 +187,14 @@ describe("run and exec publish the instance in DNS", () => {
       { POD_NAMESPACE: "shop" },
     );
     const svcName = `slow.shop.${knot.zone}`;
-    await until(
+    await valueWhen(
       async () => a.err(),
       (e) => e.includes("waiting for the advertised ports"),
     );
     expect(a.out()).not.toContain("listening");
     expect(await knot.dig(svcName, "A")).toEqual([]);
     expect(
-      await until(
+      await valueWhen(
         () => knot.dig(svcName, "A"),
         (v) => v.length > 0,
       ),
@@ -236,24 +228,23 @@ describe("run and exec publish the instance in DNS", () => {
     );
     const svcName = `drainer.shop.${knot.zone}`;
     expect(
-      await until(
+      await valueWhen(
         () => knot.dig(svcName, "A"),
         (v) => v.length > 0,
       ),
     ).toEqual(["127.0.0.64"]);
-    await until(
+    await valueWhen(
       async () => a.out(),
       (o) => o.includes("up"),
     );
     a.child.kill("SIGTERM");
     expect(
-      await until(
+      await valueWhen(
         () => knot.dig(svcName, "A"),
         (v) => v.length === 0,
-        5000,
       ),
     ).toEqual([]);
-    await until(
+    await valueWhen(
       async () => a.out(),
       (o) => o.includes("draining"),
     );

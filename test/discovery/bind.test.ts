@@ -15,6 +15,8 @@ import {
   type UpdateTarget,
 } from "../../src/discovery/update.js";
 import { freePort } from "../fixtures/knot.js";
+import { waitUntil } from "../helpers/progress.js";
+import { leaseEnd, leasePassed } from "./registrar-helpers.js";
 
 /**
  * The BIND configuration documented in docs/dns.md, run for real: named with the key, update-policy and
@@ -89,17 +91,20 @@ zone "${REV}" {
   named.stderr!.on("data", (d: Buffer) => {
     log += d.toString();
   });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (named.exitCode !== null) throw new Error(`named exited: ${log}`);
-    try {
-      if ((await dig(ZONE, "SOA")).length > 0) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`named did not answer: ${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  // Up once it answers for the zone; while it starts, its log grows (a stall fails with the log in the message).
+  await waitUntil(
+    async () => {
+      if (named.exitCode !== null) throw new Error(`named exited (${named.exitCode})`);
+      const answered = await dig(ZONE, "SOA").then(
+        (a) => a.length > 0,
+        () => false,
+      );
+      return { done: answered, progress: log.length };
+    },
+    { what: "named answering for the zone" },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; named's log:\n${log}`);
+  });
   target = {
     server: { host: "127.0.0.1", port },
     key: readTsigFile(keyFile),
@@ -184,7 +189,7 @@ describe("the documented BIND 9 configuration", () => {
     expect(await dig(`web.shop.${ZONE}`, "A")).toEqual(expect.arrayContaining(["127.0.0.91"]));
 
     // gc through a signed AXFR from named: the expired instance goes, the live one stays.
-    await new Promise((r) => setTimeout(r, 1200));
+    await leasePassed(leaseEnd((await dig(stale, "TXT"))[0]));
     const gc = await run("node", [CLI, "ddns", "gc", ...flags]);
     expect(gc.stdout).toContain(`removed ${stale}`);
     expect(gc.stdout).not.toContain(newer.cuid);

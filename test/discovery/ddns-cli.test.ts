@@ -5,11 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeKey, parseTsigSpec } from "../../src/discovery/tsig.js";
+import { makeKey } from "../../src/discovery/tsig.js";
 import type { UpdateTarget } from "../../src/discovery/update.js";
 import { freePort, type KnotServer, startKnot } from "../fixtures/knot.js";
 import { waitUntil } from "../helpers/progress.js";
-import { registrarHelpers } from "./registrar-helpers.js";
+import { leaseEnd, leasePassed, registrarHelpers, targetOf } from "./registrar-helpers.js";
 
 const runFile = promisify(execFile);
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -40,13 +40,7 @@ const ddnsFlags = () => [
 
 beforeAll(async () => {
   knot = await startKnot();
-  target = {
-    server: { host: knot.host, port: knot.port },
-    key: parseTsigSpec(knot.tsig),
-    zone: knot.zone,
-    reverseZone: knot.reverseZone,
-    timeoutMs: 3000,
-  };
+  target = targetOf(knot);
 });
 afterAll(async () => {
   await knot?.stop();
@@ -129,12 +123,17 @@ describe("ikontainer ddns register", () => {
       err += d.toString();
     });
     const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
-    const deadline = Date.now() + 10_000;
-    while (!out.includes("\n") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(
+      () => {
+        if (child.exitCode !== null)
+          throw new Error(`ddns register exited (${child.exitCode}) before printing its name: ${err}`);
+        return { done: out.includes("\n"), progress: out + err };
+      },
+      { stepMs: 20, what: "ddns register printing its instance name" },
+    );
     const name = out.trim();
     expect(name).toMatch(/\.fg\.default\.ikontainer\.test$/);
-    const expiresAt = async () =>
-      Date.parse(/expires=([^"]+)/.exec((await knot.dig(name, "TXT"))[0] ?? "")?.[1] ?? "");
+    const expiresAt = async () => leaseEnd((await knot.dig(name, "TXT"))[0]);
     const first = await expiresAt();
     // Renewals move the lease on while it keeps running (waited for, not timed).
     await waitUntil(
@@ -245,7 +244,7 @@ describe("ikontainer ddns gc", () => {
     await registerInstance(target, newer, { ttl: 1000, leaseMs: 600_000 });
 
     expect(await knot.dig("_http._tcp.gcweb.ops.ikontainer.test", "SRV")).toHaveLength(2);
-    await new Promise((r) => setTimeout(r, 1300));
+    await leasePassed(leaseEnd((await knot.dig(staleName, "TXT"))[0]));
 
     const dry = await cli(["ddns", "gc", "--dry-run", "--tsig-file", keyFile, ...ddnsFlags()]);
     expect(dry.stdout).toContain(`would remove ${staleName}`);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type KnotServer, startKnot } from "../fixtures/knot.js";
+import { valueWhen } from "../helpers/progress.js";
 
 /**
  * Sites as network namespaces (the staging-environment paper's separate segments): a registry namespace runs
@@ -144,15 +145,6 @@ function siteAgent(site: "a" | "b", addr: string) {
   );
 }
 
-async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe("multi-site: network namespaces as sites", () => {
   beforeAll(async () => {
     // Never skipped: without network namespaces this test fails and says why (CI runs as root, where they work).
@@ -173,7 +165,7 @@ describe("multi-site: network namespaces as sites", () => {
     const a = siteAgent("a", "10.77.1.2");
     const svc = `web.shop.${knot.zone}`;
     expect(
-      await until(
+      await valueWhen(
         () => knot.dig(svc, "A"),
         (v) => v.length > 0,
       ),
@@ -191,7 +183,7 @@ describe("multi-site: network namespaces as sites", () => {
       "--zone",
       knot.zone,
     ]);
-    await until(
+    await valueWhen(
       async () => proxy.out(),
       (o) => o.includes("listening"),
     );
@@ -204,7 +196,7 @@ describe("multi-site: network namespaces as sites", () => {
       ]);
       return stdout;
     };
-    expect(await until(request, (r) => r === "site-a")).toBe("site-a");
+    expect(await valueWhen(request, (r) => r === "site-a")).toBe("site-a");
     // Without the proxy the client cannot even name the service (no DNS there): the proxy resolves it remotely.
     const direct = await run("ip", [
       "netns",
@@ -230,13 +222,13 @@ describe("multi-site: network namespaces as sites", () => {
         }
       }
     })();
-    await until(
+    await valueWhen(
       async () => answers.length,
       (n) => n >= 5,
     );
     // The move: the new instance starts at site-b, then the old one at site-a stops (SIGTERM → deregister).
     const b = siteAgent("b", "10.77.2.2");
-    await until(
+    await valueWhen(
       () => knot.dig(svc, "A"),
       (v) => v.includes("10.77.2.2"),
     );
@@ -244,13 +236,12 @@ describe("multi-site: network namespaces as sites", () => {
     expect(await a.exited).toBe(0);
     expect(await knot.dig(svc, "A")).toEqual(["10.77.2.2"]);
     const atStop = answers.length;
-    await until(
+    await valueWhen(
       async () => answers.slice(atStop).filter((x) => x === "site-b").length,
       (n) => n >= 10,
-      15_000,
     );
     const settled = answers.length;
-    await until(
+    await valueWhen(
       async () => answers.length,
       (n) => n >= settled + 5,
     );

@@ -9,7 +9,7 @@ import type { InstanceIdentity } from "../../src/discovery/records.js";
 import { DnsRegistrar } from "../../src/discovery/registrar.js";
 import { parseTsigSpec } from "../../src/discovery/tsig.js";
 import { freePort, type KnotServer, startKnot } from "../fixtures/knot.js";
-import { waitForCount } from "../helpers/progress.js";
+import { waitForCount, waitForText } from "../helpers/progress.js";
 
 const run = promisify(execFile);
 const CLI = new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -66,11 +66,12 @@ async function startCli(args: string[]): Promise<{ child: ChildProcess; logs: ()
   child.stderr!.on("data", (d: Buffer) => {
     logs += d.toString();
   });
-  const deadline = Date.now() + 10_000;
-  while (!/listening/.test(logs)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`did not start: ${logs}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForText(
+    () => logs,
+    /listening/,
+    () => child.exitCode !== null,
+    { what: args[0] },
+  );
   return { child, logs: () => logs };
 }
 

@@ -6,6 +6,7 @@ import { SocksClient } from "socks";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { freePort } from "../fixtures/knot.js";
 import { CLI, removeDir, tempDir } from "../helpers/agent.js";
+import { waitForText } from "../helpers/progress.js";
 
 /**
  * The SOCKS5 proxy is not an open relay: outside the zone it relays only to `--allow`ed destinations
@@ -54,11 +55,12 @@ async function startProxy(
   child.stderr!.on("data", (d: Buffer) => {
     logs += d.toString();
   });
-  for (let i = 0; i < 500 && !/listening/.test(logs); i++) {
-    if (child.exitCode !== null) throw new Error(`proxy exited: ${logs}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  if (!/listening/.test(logs)) throw new Error(`proxy did not start: ${logs}`);
+  await waitForText(
+    () => logs,
+    /listening/,
+    () => child.exitCode !== null,
+    { what: "proxy" },
+  );
   return { port, child };
 }
 

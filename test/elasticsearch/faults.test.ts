@@ -7,12 +7,15 @@ import { esConnection } from "../../src/config/elasticsearch.js";
 import type { LineBatch } from "../../src/core/record.js";
 import { documentId, ElasticsearchSink } from "../../src/sinks/elasticsearch.js";
 import { allIds, type DedicatedNode, dedicatedNode } from "../fixtures/elasticsearch.js";
+import { waitForCount } from "../helpers/progress.js";
 import { fileStream, makeBatches, structured } from "./batches.js";
 
 // One Elasticsearch node of this file's own: these tests stop and kill it.
 let node: DedicatedNode;
 let tmp: string;
 const sinks: ElasticsearchSink[] = [];
+/** Failed bulk requests per sink (its "did not accept documents; retrying" warnings). */
+const failedRequests = new Map<ElasticsearchSink, number>();
 
 beforeAll(async () => {
   node = await dedicatedNode("faults");
@@ -34,6 +37,9 @@ function newSink(prefix: string, cuid: string): ElasticsearchSink {
     retryTimeout: 600_000, // a loaded machine may take minutes to start the node
     retryInitialDelay: 100,
     retryMaxDelay: 1000,
+    onWarn: (msg) => {
+      if (msg.includes("retrying")) failedRequests.set(s, (failedRequests.get(s) ?? 0) + 1);
+    },
   });
   sinks.push(s);
   return s;
@@ -51,8 +57,12 @@ it("Elasticsearch down when the sink starts: writes wait, then everything is sto
   const batches = makeBatches({ stream: fileStream("d.log"), inputId: "7:1", lines, perBatch: 100 });
   let settled = 0;
   const writes = batches.map((b) => s.write(b).finally(() => settled++));
-  await new Promise((r) => setTimeout(r, 1500));
-  expect(settled).toBe(0); // nothing is accepted while Elasticsearch is down
+  // Several requests have met the dead node (waited for, not timed): still nothing is accepted.
+  await waitForCount(() => failedRequests.get(s) ?? 0, 3, {
+    stepMs: 20,
+    what: "bulk requests failing against the stopped node",
+  });
+  expect(settled).toBe(0);
   await node.start();
   await Promise.all(writes);
   const got = await allIds(node.url, `${prefix}-*`);
@@ -78,11 +88,19 @@ it("Elasticsearch killed (SIGKILL) mid-stream and restarted: nothing lost, nothi
   };
   const all = Promise.all([worker(), worker(), worker()]);
   all.catch(() => undefined); // awaited below; do not report it as unhandled if the test times out first
-  while (accepted < batches.length * 0.25) await new Promise((r) => setTimeout(r, 5));
+  await waitForCount(() => accepted, batches.length * 0.25, {
+    stepMs: 5,
+    what: "batches accepted before the kill",
+  });
   await node.kill9();
   const acceptedAtKill = accepted;
   expect(acceptedAtKill).toBeLessThan(batches.length);
-  await new Promise((r) => setTimeout(r, 1000));
+  // The sink meets the dead node and keeps retrying before it comes back (waited for, not timed).
+  const failedAtKill = failedRequests.get(s) ?? 0;
+  await waitForCount(() => failedRequests.get(s) ?? 0, failedAtKill + 2, {
+    stepMs: 20,
+    what: "bulk requests failing against the killed node",
+  });
   await node.start();
   await all;
   const got = await allIds(node.url, `${prefix}-*`);

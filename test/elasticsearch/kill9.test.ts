@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { documentId } from "../../src/sinks/elasticsearch.js";
 import { allIds, sharedElasticsearch } from "../fixtures/elasticsearch.js";
+import { waitForCount } from "../helpers/progress.js";
 
 const WRITER = new URL("./fixtures/sink-writer.mjs", import.meta.url).pathname;
 const TOTAL = 20_000;
@@ -90,12 +91,16 @@ it("kill -9 while bulk requests are in flight, then a replay from the checkpoint
   const viaProxy = await startProxy(url);
   const first = runWriter([viaProxy, ...args.slice(1)]);
   const batches = TOTAL / PER_BATCH;
-  while (checkpointed(cp) < batches * 0.3) {
-    if (first.child.exitCode !== null) throw new Error(`writer ended early: ${first.out()}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitForCount(
+    () => {
+      if (first.child.exitCode !== null) throw new Error(`writer ended early: ${first.out()}`);
+      return checkpointed(cp);
+    },
+    batches * 0.3,
+    { stepMs: 5, what: "batches checkpointed before the freeze" },
+  );
   freeze = true;
-  while (frozenStored < 2) await new Promise((r) => setTimeout(r, 5));
+  await waitForCount(() => frozenStored, 2, { stepMs: 5, what: "requests stored but held by the proxy" });
   first.child.kill("SIGKILL");
   await first.exited;
   const atKill = checkpointed(cp);

@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ForwardReceiver } from "../fixtures/forward-server.js";
@@ -7,12 +7,11 @@ import {
   removeDir,
   runCli,
   runWriter,
-  sleep,
   startCli,
   stopAgent,
   tempDir,
-  until,
 } from "../helpers/agent.js";
+import { waitForCount } from "../helpers/progress.js";
 
 /**
  * End to end through `ikontainer run --output fluentd://…`: the agent tails a file an application keeps
@@ -100,6 +99,30 @@ const segBytes = (state: string): number => {
   return n;
 };
 
+/**
+ * Lines of the writer's file the agent has recorded as delivered: the highest line offset in its
+ * delivered.log records (`d`: [input, loOffset, loPart, hiOffset, hiPart, end]), with lines `lineBytes` long.
+ */
+function recordedLines(state: string, lineBytes: number): number {
+  let hi = -1;
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name === "delivered.log")
+        for (const line of readFileSync(p, "utf8").split("\n")) {
+          try {
+            for (const x of (JSON.parse(line) as { d?: number[][] }).d ?? []) hi = Math.max(hi, x[3]!);
+          } catch {
+            // a torn last line
+          }
+        }
+    }
+  };
+  walk(join(state, "buffer"));
+  return hi < 0 ? 0 : Math.floor(hi / lineBytes) + 1;
+}
+
 describe("agent with a fluentd output, killed with SIGKILL and restarted", () => {
   it("a chunk unacknowledged at the kill, a backlog on disk: every line reaches fluentd exactly once", async () => {
     const logs = tempDir("ikon-f9-logs-");
@@ -116,12 +139,16 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9", 120]);
 
     const a = agent(logs, state, r.port);
-    await until(() => r.stored.length >= 4000, 20_000);
+    await waitForCount(() => r.stored.length, 4000, { what: "entries stored before withholding acks" });
     // From here the receiver takes chunks but never acknowledges them (so none is stored): the kill lands
     // while a delivery is in flight and the agent keeps buffering what the application writes.
     r.onChunk = () => "withhold";
-    await until(() => r.discarded > 0, 10_000);
-    await sleep(300);
+    await waitForCount(() => r.discarded, 1, { what: "a chunk withheld" });
+    // Every chunk acknowledged before is recorded by the agent (else the kill would land in the documented
+    // at-least-once window, which the next test covers); the withheld delivery is in flight at the kill.
+    await waitForCount(() => recordedLines(state, 120), c.counts.size, {
+      what: "the agent recording the acknowledged chunks",
+    });
     await stopAgent(a, "SIGKILL");
     const backlog = segBytes(state);
     expect(backlog).toBeGreaterThan(0);
@@ -129,7 +156,7 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     r.onChunk = () => "ack";
     const b = agent(logs, state, r.port);
     await writer;
-    await until(() => c.counts.size >= total, 30_000);
+    await waitForCount(() => c.counts.size, total, { what: "distinct lines stored" });
     // once the agent has exited and the receiver has handled the close, nothing more can arrive
     await stopAgent(b, "SIGTERM");
     await r.quiet();
@@ -154,7 +181,7 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const total = 20_000;
     const writer = runWriter([join(logs, "app.log"), total, 8000, "none", 0, "k9b", 120]);
     const a = agent(logs, state, r.port, "flags");
-    await until(() => r.stored.length >= 6000, 20_000);
+    await waitForCount(() => r.stored.length, 6000, { what: "entries stored before the kill" });
     await stopAgent(a, "SIGKILL");
     // Read the acks only after the receiver has seen the connection close and run its delayed acks: a
     // chunk it still commits after the kill belongs to the rounds acknowledged "at the kill".
@@ -163,7 +190,7 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     const [last1 = 0, last2 = 0] = [...r.ackedChunkSizes].reverse();
     const b = agent(logs, state, r.port, "flags");
     await writer;
-    await until(() => c.counts.size >= total, 30_000);
+    await waitForCount(() => c.counts.size, total, { what: "distinct lines stored" });
     await stopAgent(b, "SIGTERM");
     await r.quiet();
     const rep = c.report(total);
@@ -210,7 +237,7 @@ describe("ikontainer exec with a fluentd output", () => {
     cleanup.push(() => up.stop());
     const second = await run("four five");
     expect(second.code).toBe(0);
-    await until(() => up.stored.length >= 5, 10_000);
+    await waitForCount(() => up.stored.length, 5, { what: "the buffered and the new lines" });
     await up.quiet(); // the run has exited: once its connection is closed, nothing more can arrive
     const msgs = up.stored.map((e) => e.record.message).sort();
     expect(msgs).toEqual(["five", "four", "one", "three", "two"]);

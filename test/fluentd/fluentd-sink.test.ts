@@ -123,9 +123,8 @@ describe("fluentd sink (forward protocol with acks)", () => {
   it("a receiver that is down when the sink starts: the write fails fast, then succeeds once it listens", async () => {
     const port = await freePort();
     const s = sink(port, { connectTimeoutMs: 500, reconnectMaxMs: 200 });
-    const t0 = Date.now();
+    // Fails on the refusal itself (the message names it), not by waiting: how fast is a figure for bench/.
     await expect(s.write(batchOf(0, 3))).rejects.toThrow(/cannot connect to fluentd.*ECONNREFUSED/);
-    expect(Date.now() - t0).toBeLessThan(5000);
     const r = new ForwardReceiver({ port });
     await r.start();
     open.push(r);
@@ -147,9 +146,8 @@ describe("fluentd sink (forward protocol with acks)", () => {
     r.onChunk = (i) => (i === 1 ? "drop" : "ack");
     const s = sink(r.port, { ackTimeoutMs: 8000 });
     await s.write(batchOf(0, 10));
-    const t0 = Date.now();
+    // Noticed at the close, not at the ack timeout: that one would reject with "did not acknowledge".
     await expect(s.write(batchOf(10, 20))).rejects.toThrow(/connection to fluentd lost/);
-    expect(Date.now() - t0).toBeLessThan(4000); // noticed at the close, not at the 8 s ack timeout
     await s.write(batchOf(10, 20));
     expect(r.connections).toBeGreaterThanOrEqual(2);
     expect(exactlyOnce(indexes(r.stored.map((e) => e.record.message)), 20)).toEqual({

@@ -2,6 +2,7 @@ import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitForCount } from "./progress.js";
 
 // Overridable for bench scripts, which run compiled from another folder.
 export const CLI = process.env.IKON_CLI ?? new URL("../../dist/cli/main.js", import.meta.url).pathname;
@@ -19,7 +20,7 @@ export interface AgentProcess {
   child: ChildProcess;
   stderr: () => string;
   stdout: () => string;
-  /** Resolves when the agent logged `msg` (JSON log line). */
+  /** Resolves when the agent logged `msg` (JSON log line); fails after `timeoutMs` without any new output. */
   waitForLog: (msg: string, timeoutMs?: number) => Promise<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -75,11 +76,17 @@ export function startCli(args: string[], opts: SpawnOptions & { prefix?: string[
         }
         return false;
       };
-      const timer = setTimeout(
-        () => reject(new Error(`timeout waiting for log "${msg}"; stderr:\n${err}`)),
-        timeoutMs,
-      );
-      if (!check()) listeners.push(() => void check());
+      // Fails only when the agent has logged nothing for `timeoutMs` (a slow start on a loaded machine still logs).
+      let timer: NodeJS.Timeout;
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(
+          () => reject(new Error(`no log "${msg}" and no other output for ${timeoutMs} ms; stderr:\n${err}`)),
+          timeoutMs,
+        );
+      };
+      arm();
+      if (!check()) listeners.push(() => void (check() || arm()));
       void exited.then(() => {
         if (!check()) {
           clearTimeout(timer);
@@ -284,18 +291,6 @@ export function checkSeqLines(lines: StampedLine[], spec: SeqCheck): Record<stri
   return reports;
 }
 
-/** A seeded PRNG (mulberry32): the kill delays of a run can be replayed with its printed seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The seed for a randomised test: IKON_TEST_SEED, else fresh; printed so a failure can be replayed. */
 export function testSeed(name: string): number {
   const seed = Number(process.env.IKON_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -362,26 +357,14 @@ export function outputBytes(dir: string): number {
 }
 
 /** Waits until `progress()` reaches `target`, failing only when it stops moving for `stallMs`. */
-export async function untilProgress(
+export function untilProgress(
   progress: () => number,
   target: number,
   stallMs: number,
   what: string,
   stepMs = 200,
 ): Promise<number> {
-  let last = progress();
-  let lastMove = Date.now();
-  while (last < target) {
-    await sleep(stepMs);
-    const now = progress();
-    if (now !== last) {
-      last = now;
-      lastMove = Date.now();
-    } else if (Date.now() - lastMove > stallMs) {
-      throw new Error(`${what}: no progress for ${stallMs} ms at ${now} of ${target}`);
-    }
-  }
-  return last;
+  return waitForCount(progress, target, { idleMs: stallMs, stepMs, what });
 }
 
 /**
@@ -419,4 +402,38 @@ export async function killLoop(o: {
     }
   }
   return { kills: delays.length, delays };
+}
+
+/** `run` tailing the folder `watch` into `file:<out>`, state in `state`, as service `svc`, plus `extra` flags. */
+export const fileRunArgs = (watch: string, out: string, state: string, svc: string, ...extra: string[]) => [
+  "run",
+  "--watch",
+  watch,
+  "--output",
+  `file:${out}`,
+  "--state-dir",
+  state,
+  "--svc",
+  svc,
+  ...extra,
+];
+
+/** `run --mode node` over the pod log folder `pods`, state in `state`, to `output`, plus `extra` flags. */
+export const nodeRunArgs = (pods: string, state: string, output: string, ...extra: string[]) => [
+  "run",
+  "--mode",
+  "node",
+  "--pod-log-dir",
+  pods,
+  "--state-dir",
+  state,
+  "--output",
+  output,
+  ...extra,
+];
+
+/** A test file's afterAll: stops the agents still running (SIGTERM, by PID) and removes its folders. */
+export async function stopAndRemove(agents: AgentProcess[], dirs: string[]): Promise<void> {
+  for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a);
+  for (const d of dirs) removeDir(d);
 }

@@ -7,7 +7,6 @@ import {
   killStartedAgents,
   readStamped,
   removeDir,
-  seededRandom,
   startCli,
   startCpuBurners,
   startWriter,
@@ -15,6 +14,7 @@ import {
   tempDir,
   untilProgress,
 } from "./agent.js";
+import { seededRandom } from "./seeded-random.js";
 
 export interface ChaosOptions {
   rotation: "rename" | "copytruncate" | "mixed";

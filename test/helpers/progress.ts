@@ -50,3 +50,42 @@ export async function waitUntil(
     await pause(stepMs);
   }
 }
+
+/**
+ * Polls `read()` until `ok(value)` holds and returns that value; fails when the value (compared as JSON) has
+ * not changed for `idleMs`, naming what it was stuck at.
+ */
+export async function valueWhen<T>(
+  read: () => T | Promise<T>,
+  ok: (v: T) => boolean,
+  opts: ProgressWait = {},
+): Promise<T> {
+  let value!: T;
+  await waitUntil(async () => {
+    value = await read();
+    return { done: ok(value), progress: JSON.stringify(value) };
+  }, opts);
+  return value;
+}
+
+/**
+ * Waits until a process's output so far (`text()`) matches `re`; fails at once when the process has exited
+ * (`exited()`), or when its output has not grown for `idleMs`. Either error carries the output.
+ */
+export async function waitForText(
+  text: () => string,
+  re: RegExp,
+  exited: () => boolean,
+  opts: ProgressWait = {},
+): Promise<void> {
+  await waitUntil(
+    () => {
+      const t = text();
+      if (!re.test(t) && exited()) throw new Error(`${opts.what ?? "process"} exited before ${re}: ${t}`);
+      return { done: re.test(t), progress: t.length };
+    },
+    { stepMs: 20, ...opts },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}\n${text()}`);
+  });
+}

@@ -1,7 +1,15 @@
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type AgentProcess, removeDir, startCli, stopAgent, tempDir, until } from "../helpers/agent.js";
+import {
+  type AgentProcess,
+  nodeRunArgs,
+  startCli,
+  stopAgent,
+  stopAndRemove,
+  tempDir,
+  until,
+} from "../helpers/agent.js";
 
 /**
  * Every identity field is the agent's: a JSON line that carries pod, pod_ip, namespace, node, pod_uid, host_ip,
@@ -11,10 +19,7 @@ import { type AgentProcess, removeDir, startCli, stopAgent, tempDir, until } fro
  */
 const dirs: string[] = [];
 const agents: AgentProcess[] = [];
-afterAll(async () => {
-  for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a);
-  for (const d of dirs) removeDir(d);
-});
+afterAll(() => stopAndRemove(agents, dirs));
 
 const FORGED = {
   pod: "bank-0",
@@ -104,21 +109,7 @@ describe("identity fields are the agent's", () => {
     appendFileSync(join(dir, "2.log"), `2024-05-01T10:00:00.000000001Z stdout F ${line}\n`);
     const out = join(root, "out");
     const a = startCli(
-      [
-        "run",
-        "--mode",
-        "node",
-        "--pod-log-dir",
-        pods,
-        "--state-dir",
-        join(root, "state"),
-        "--output",
-        `file:${out}`,
-        "--format",
-        "json",
-        "--node-name",
-        "node-7",
-      ],
+      nodeRunArgs(pods, join(root, "state"), `file:${out}`, "--format", "json", "--node-name", "node-7"),
       { env: { ...process.env, POD_UID: "99999999-9999-4999-8999-999999999999" } },
     );
     agents.push(a);

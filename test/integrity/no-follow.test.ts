@@ -13,10 +13,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   type AgentProcess,
-  removeDir,
+  fileRunArgs,
+  nodeRunArgs,
   runCli,
   startCli,
   stopAgent,
+  stopAndRemove,
   tempDir,
   until,
 } from "../helpers/agent.js";
@@ -28,10 +30,7 @@ import {
  */
 const dirs: string[] = [];
 const agents: AgentProcess[] = [];
-afterAll(async () => {
-  for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a);
-  for (const d of dirs) removeDir(d);
-});
+afterAll(() => stopAndRemove(agents, dirs));
 
 function setup() {
   const root = tempDir("ikon-nofollow-");
@@ -60,17 +59,7 @@ describe("no symlink is followed where the agent writes", () => {
     writeFileSync(join(w, "app.log"), "a1\na2\n");
     writeFileSync(join(w, "sub", "x.log"), "x1\n");
     writeFileSync(join(w, "other.log"), "o1\no2\n");
-    const a = startCli([
-      "run",
-      "--watch",
-      w,
-      "--output",
-      `file:${out}`,
-      "--state-dir",
-      state,
-      "--svc",
-      "web",
-    ]);
+    const a = startCli(fileRunArgs(w, out, state, "web"));
     agents.push(a);
     // Other streams keep flowing.
     await until(
@@ -95,17 +84,7 @@ describe("no symlink is followed where the agent writes", () => {
     writeFileSync(victim, "ORIGINAL\n");
     symlinkSync(victim, join(state, "checkpoints.json.tmp"));
     writeFileSync(join(w, "app.log"), "a1\n");
-    const a = startCli([
-      "run",
-      "--watch",
-      w,
-      "--output",
-      `file:${out}`,
-      "--state-dir",
-      state,
-      "--svc",
-      "web",
-    ]);
+    const a = startCli(fileRunArgs(w, out, state, "web"));
     agents.push(a);
     await a.waitForLog("tailing");
     await until(() => existsSync(join(out, "app.log")));
@@ -172,20 +151,9 @@ describe("no symlink is followed where the agent writes", () => {
     const dir = join(pods, "shop_web-0_0a0b0c0d-1e1f-4a4b-8c8d-9e9fa0a1a2a3", "app");
     mkdirSync(dir, { recursive: true });
     appendFileSync(join(dir, "0.log"), "2024-05-01T10:00:00.000000001Z stdout F hi\n");
-    const a = startCli(
-      [
-        "run",
-        "--mode",
-        "node",
-        "--pod-log-dir",
-        pods,
-        "--state-dir",
-        state,
-        "--output",
-        `file:${join(root, "o")}`,
-      ],
-      { prefix: ["sh", "-c", 'umask 000; exec "$@"', "sh"] },
-    );
+    const a = startCli(nodeRunArgs(pods, state, `file:${join(root, "o")}`), {
+      prefix: ["sh", "-c", 'umask 000; exec "$@"', "sh"],
+    });
     agents.push(a);
     await a.waitForLog("tailing");
     await stopAgent(a);

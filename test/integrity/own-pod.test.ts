@@ -1,7 +1,15 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type AgentProcess, removeDir, startCli, stopAgent, tempDir, until } from "../helpers/agent.js";
+import {
+  type AgentProcess,
+  nodeRunArgs,
+  startCli,
+  stopAgent,
+  stopAndRemove,
+  tempDir,
+  until,
+} from "../helpers/agent.js";
 
 /**
  * Node mode must never stamp its own output (issue 15 item 1). The test plays kubelet: everything the agent
@@ -10,10 +18,7 @@ import { type AgentProcess, removeDir, startCli, stopAgent, tempDir, until } fro
  */
 const dirs: string[] = [];
 const agents: AgentProcess[] = [];
-afterAll(async () => {
-  for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a);
-  for (const d of dirs) removeDir(d);
-});
+afterAll(() => stopAndRemove(agents, dirs));
 
 const OWN_UID = "5f1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b";
 const APP_UID = "0a0b0c0d-1e1f-4a4b-8c8d-9e9fa0a1a2a3";
@@ -44,22 +49,16 @@ function makeNode(): Node {
 /** kubelet's part: the agent's stdout and stderr, line by line, into its own container log. */
 function startAgentAsKubelet(node: Node, extra: string[], env: NodeJS.ProcessEnv): AgentProcess {
   const a = startCli(
-    [
-      "run",
-      "--mode",
-      "node",
-      "--pod-log-dir",
+    nodeRunArgs(
       node.pods,
-      "--state-dir",
       join(node.pods, "..", "state"),
-      "--output",
       "stdout",
       "--format",
       "json",
       "--poll-interval",
       "200ms",
       ...extra,
-    ],
+    ),
     { env: { ...process.env, ...env } },
   );
   for (const [stream, pipe] of [

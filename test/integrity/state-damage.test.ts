@@ -5,10 +5,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readLedger } from "../../src/store/ledger.js";
 import {
   type AgentProcess,
-  removeDir,
+  fileRunArgs,
+  nodeRunArgs,
   runCli,
   startCli,
   stopAgent,
+  stopAndRemove,
   tempDir,
   until,
 } from "../helpers/agent.js";
@@ -19,10 +21,7 @@ import {
  */
 const dirs: string[] = [];
 const agents: AgentProcess[] = [];
-afterAll(async () => {
-  for (const a of agents) if (a.child.exitCode === null && a.child.signalCode === null) await stopAgent(a);
-  for (const d of dirs) removeDir(d);
-});
+afterAll(() => stopAndRemove(agents, dirs));
 
 const UIDS = ["0a0b0c0d-1e1f-4a4b-8c8d-9e9fa0a1a2a3", "1a0b0c0d-1e1f-4a4b-8c8d-9e9fa0a1a2a3"];
 let clock = 0;
@@ -54,19 +53,7 @@ function outRecords(out: string, i: number): Array<Record<string, unknown>> {
 }
 
 function nodeAgent(s: ReturnType<typeof nodeSetup>): AgentProcess {
-  const a = startCli([
-    "run",
-    "--mode",
-    "node",
-    "--pod-log-dir",
-    s.pods,
-    "--state-dir",
-    s.state,
-    "--output",
-    `file:${s.out}`,
-    "--format",
-    "json",
-  ]);
+  const a = startCli(nodeRunArgs(s.pods, s.state, `file:${s.out}`, "--format", "json"));
   agents.push(a);
   return a;
 }
@@ -106,19 +93,7 @@ describe("damaged node-cuids.jsonl never gives a running container a new CUID", 
     writeFileSync(file, `${lines[0]}\n\u0000\u0000garbage\u0000\n`);
     rmSync(join(s.state, "ledger.jsonl"));
     write(s.logs[1]!, "after 1");
-    const r = await runCli([
-      "run",
-      "--mode",
-      "node",
-      "--pod-log-dir",
-      s.pods,
-      "--state-dir",
-      s.state,
-      "--output",
-      `file:${s.out}`,
-      "--format",
-      "json",
-    ]);
+    const r = await runCli(nodeRunArgs(s.pods, s.state, `file:${s.out}`, "--format", "json"));
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/IKON_ERR_STATE_DAMAGED/);
     expect(r.stderr).toMatch(/node-cuids\.jsonl/);
@@ -164,21 +139,9 @@ describe("file sink: an output file cut short by someone else", () => {
     const out = join(root, "out");
     mkdirSync(w);
     writeFileSync(join(w, "app.log"), "one\ntwo\n");
-    const a = startCli([
-      "run",
-      "--watch",
-      w,
-      "--output",
-      `file:${out}`,
-      "--state-dir",
-      join(root, "state"),
-      "--svc",
-      "web",
-      "--metrics-port",
-      "0",
-      "--metrics-host",
-      "127.0.0.1",
-    ]);
+    const a = startCli(
+      fileRunArgs(w, out, join(root, "state"), "web", "--metrics-port", "0", "--metrics-host", "127.0.0.1"),
+    );
     agents.push(a);
     const { port } = (await a.waitForLog("serving /metrics, /healthz, /readyz")) as { port: number };
     const target = join(out, "app.log");

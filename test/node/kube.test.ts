@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PodWatcher } from "../../src/sources/node/kube.js";
 import { readLedger } from "../../src/store/ledger.js";
 import { type AgentProcess, removeDir, startCli, stopAgent, tempDir } from "../helpers/agent.js";
-import { waitForCount } from "../helpers/progress.js";
+import { waitForCount, waitUntil } from "../helpers/progress.js";
 
 /**
  * There is no Kubernetes cluster here. The API server is replaced by a small local HTTPS server that speaks
@@ -130,13 +130,9 @@ afterAll(async () => {
   removeDir(dir);
 });
 
-const until = async (f: () => boolean, ms = 10_000) => {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-};
+/** A state of the in-process API server or watcher: nothing to measure progress on, so 30 s without it fail. */
+const until = (f: () => boolean) =>
+  waitUntil(() => ({ done: f(), progress: 0 }), { stepMs: 25, what: `until ${f.toString()}` });
 
 describe("PodWatcher against an API-server-shaped HTTPS server", () => {
   it("lists and watches only this node's pods, keyed by UID, and relists after 410 Gone", async () => {
@@ -235,7 +231,7 @@ describe("run --mode node --kube-enrich (real agent process)", () => {
         .split("\n")
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, unknown>);
-    await until(() => recs().length === 2, 20_000);
+    await waitForCount(() => recs().length, 2, { what: "records of both pod logs" });
     const first = recs().find((r) => r.message === "first")!;
     expect(first).toMatchObject({
       pod_ip: "10.2.0.7",

@@ -8,7 +8,6 @@ import {
   killStartedAgents,
   readStamped,
   removeDir,
-  seededRandom,
   startCli,
   startCpuBurners,
   startWriter,
@@ -17,6 +16,7 @@ import {
   testSeed,
   untilProgress,
 } from "../helpers/agent.js";
+import { seededRandom } from "../helpers/seeded-random.js";
 
 const dirs: string[] = [];
 afterEach(() => {

@@ -1,4 +1,13 @@
-import { appendFileSync, copyFileSync, mkdirSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -15,6 +24,7 @@ import {
   tempDir,
   until,
 } from "../helpers/agent.js";
+import { waitForCount } from "../helpers/progress.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -165,7 +175,18 @@ describe("copytruncate edge cases", () => {
     await first.waitForLog("tailing");
     writeFileSync(file, seqLines("k", 0, 500));
     await until(() => readStampedSoFar(d.out).length === 500);
-    await new Promise((r) => setTimeout(r, 300)); // past a few checkpoint intervals: 500 lines checkpointed
+    // The 500 delivered lines are checkpointed (read from the checkpoint file, not timed).
+    const checkpointed = () => {
+      try {
+        const cp = JSON.parse(readFileSync(join(d.state, "checkpoints.json"), "utf8")) as {
+          inputs: Record<string, { offset: number }>;
+        };
+        return Math.max(0, ...Object.values(cp.inputs).map((i) => i.offset));
+      } catch {
+        return 0; // not written yet
+      }
+    };
+    await waitForCount(checkpointed, statSync(file).size, { stepMs: 20, what: "the 500 lines checkpointed" });
     first.child.kill("SIGKILL");
     await first.exited;
     // While the agent is down: more lines, then copytruncate, then new lines.

@@ -2,6 +2,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { waitUntil } from "../helpers/progress.js";
 
 /**
  * The demo's incident, run for real: one `ikontainer run` agent per container instance (web, cart-1, cart-2,
@@ -37,18 +38,10 @@ export async function waitFor(
   progress: () => unknown = () => 0,
   idleMs = 60_000,
 ): Promise<void> {
-  let last = JSON.stringify(progress());
-  let since = Date.now();
-  for (;;) {
-    if (await done()) return;
-    const now = JSON.stringify(progress());
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    } else if (Date.now() - since > idleMs)
-      throw new Error(`no progress for ${idleMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntil(async () => ({ done: await done(), progress: JSON.stringify(progress()) }), {
+    what,
+    idleMs,
+  });
 }
 
 function storedLines(stateDir: string): number {
@@ -163,8 +156,10 @@ export async function runIncident(
     await start("cart-2");
     const a = await app("before");
     await stored("cart-1", a.counts["cart-1"]!);
-    agents.get("cart-1")!.child.kill("SIGKILL");
-    await new Promise((r) => setTimeout(r, 300));
+    const killed = agents.get("cart-1")!.child;
+    const gone = new Promise((r) => killed.once("exit", r));
+    killed.kill("SIGKILL");
+    await gone; // cart-3 takes the IP only once cart-1 is dead
     await start("cart-3");
     const b = await app("after");
     const hostileId = "hostile-0000-request";

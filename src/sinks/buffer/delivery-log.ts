@@ -1,6 +1,7 @@
 import { type FileHandle, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { ERR_STATE_DIR, errorMessage } from "../../core/errors.js";
+import { addRange, posOf, type Ranges, type Round } from "./entries.js";
 
 /**
  * `delivered.log`: one JSON line per delivered round, fsynced: the queue position delivered up to, and per
@@ -122,4 +123,21 @@ export class DeliveryLog {
     await this.fh?.close();
     this.fh = undefined;
   }
+}
+
+/** What a delivered round adds to `delivered.log`, and how many lines it delivered. */
+export function recordOfRound(round: Round): { record: DeliveryRecord; lines: number } {
+  let lines = 0;
+  const d: DeliveryRecord["d"] = [];
+  const ranges: Ranges = new Map();
+  const lastEnd = new Map<string, number>();
+  for (const e of round.entries) {
+    const ls = e.batch.lines;
+    lines += ls.length;
+    if (ls.length === 0) continue;
+    addRange(ranges, e.batch.inputId, posOf(ls[0]!), posOf(ls[ls.length - 1]!));
+    lastEnd.set(e.batch.inputId, e.end);
+  }
+  for (const [id, r] of ranges) d.push([id, r.lo[0], r.lo[1], r.hi[0], r.hi[1], lastEnd.get(id)!]);
+  return { record: { pos: round.end, d }, lines };
 }
