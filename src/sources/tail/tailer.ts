@@ -425,12 +425,25 @@ export class Tailer implements RecoveryContext {
 
   /** Finishes a reader: final read, unterminated last line, checkpoint `finished`, close. */
   private async finishReader(r: FileReader): Promise<void> {
-    await this.withSlot(() => r.finish());
+    // Once per reader: the poll sees a lingering reader on every tick until its finish has run.
+    if (this.finishing.has(r)) return;
+    this.finishing.add(r);
+    try {
+      await this.withSlot(() => r.finish());
+    } finally {
+      this.finishing.delete(r);
+    }
+    // Its descriptor is closed now, so the inode number may already belong to a new file (ext4 reuses numbers at
+    // once): only this reader's own entries are removed, never a newer reader's.
+    const holder = this.byInode.get(r.inputId);
+    if (holder !== undefined && holder !== r) return;
     this.byInode.delete(r.inputId);
     if (this.byPath.get(r.stream.path) === r) this.byPath.delete(r.stream.path);
     this.finishedInodes.add(r.inputId);
     metrics.filesWatched.set(this.byInode.size);
   }
+
+  private readonly finishing = new Set<FileReader>();
 
   private async poll(): Promise<void> {
     if (this.stopped) return;
