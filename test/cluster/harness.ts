@@ -261,3 +261,8 @@ export function readJsonRecords(dir: string): Array<Record<string, unknown>> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Where the kubelet keeps a pod's emptyDir volume on this host. */
+export function emptyDirOf(pod: Pod, volume: string): string {
+  return `/var/lib/kubelet/pods/${pod.metadata.uid}/volumes/kubernetes.io~empty-dir/${volume}`;
+}
