@@ -16,6 +16,7 @@ import {
   sleep,
   waitUntil,
 } from "./harness.js";
+import { describeKustomizeExamples } from "./kustomize-examples.js";
 import { describeRelist } from "./relist.js";
 import { describeSidecarAndDns } from "./sidecar-dns.js";
 import {
@@ -450,4 +451,5 @@ describe("DaemonSet with outputs={stdout} (issue 15): the agent never re-reads i
 });
 
 describeSidecarAndDns(ready, scratch);
+describeKustomizeExamples(ready, scratch);
 describeRelist(ready);
