@@ -5,8 +5,8 @@ import { type Cluster, REPO } from "./harness.js";
 export const AGENT_NS = "logging";
 export const stateDirOf = (release: string) => `/var/tmp/ikontainer-k8s/cluster/agent-${release}`;
 
-/** helm install of the chart with only image, outputs (and the state folder on the host) set. */
-export function installChart(c: Cluster, release: string, outputs: string[]): void {
+/** helm install of the chart with only image, outputs (and the state folder on the host) set, plus `extra`. */
+export function installChart(c: Cluster, release: string, outputs: string[], extra: string[] = []): void {
   c.helm([
     "install",
     release,
@@ -24,6 +24,7 @@ export function installChart(c: Cluster, release: string, outputs: string[]): vo
     `outputs={${outputs.join(",")}}`,
     "--set",
     `state.hostPath=${stateDirOf(release)}`,
+    ...extra,
     "--wait",
     "--timeout",
     "240s",

@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "./chart.js";
+import { describeFluentdToEs } from "./fluentd-es.js";
 import {
   Cluster,
   clusterDown,
@@ -453,3 +454,4 @@ describe("DaemonSet with outputs={stdout} (issue 15): the agent never re-reads i
 describeSidecarAndDns(ready, scratch);
 describeKustomizeExamples(ready, scratch);
 describeRelist(ready);
+describeFluentdToEs(ready, scratch);
