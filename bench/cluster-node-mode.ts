@@ -1,7 +1,7 @@
 /**
  * Node mode on the real single-node cluster (issue 12 item 3): the chart's DaemonSet (`--output file:`, kube-enrich
  * on) reading N busybox pods that each write one line at start, then a burst of L lines as fast as their shell
- * can. Root; takes the cluster lock's place: run it as
+ * can. Root, and the cluster lock (the npm script takes it):
  *
  *   npm run bench:cluster [-- --pods 6 --lines 20000]   (holds /var/lock/ikon-cluster.lock while it runs)
  *

@@ -94,11 +94,13 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
         },
       );
       const stored = () => docs(url, fluentd!.o.indexPrefix, cuid);
+      // while waiting: a search right after fluentd created the index can meet unassigned shards (503)
+      const storedSoFar = () => stored().catch(() => [] as Awaited<ReturnType<typeof stored>>);
       let seen = 0;
       await waitUntil(
         "the first lines in Elasticsearch",
         async () => {
-          seen = (await stored()).length;
+          seen = (await storedSoFar()).length;
           return seen >= 40;
         },
         { stallMs: 90_000, progress: () => seen },
@@ -108,7 +110,7 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
       await waitUntil(
         "the end line in Elasticsearch",
         async () => {
-          const d = await stored();
+          const d = await storedSoFar();
           seen = d.length;
           end = d.map((x) => x.message).find((m) => m.startsWith("es-end "));
           return end !== undefined;
@@ -119,7 +121,7 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
       await waitUntil(
         "every line in Elasticsearch",
         async () => {
-          seen = (await stored()).length;
+          seen = (await storedSoFar()).length;
           return seen >= truth.length;
         },
         {
