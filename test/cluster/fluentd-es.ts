@@ -95,12 +95,13 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
       );
       const stored = () => docs(url, fluentd!.o.indexPrefix, cuid);
       // while waiting: a search right after fluentd created the index can meet unassigned shards (503)
-      const storedSoFar = () => stored().catch(() => [] as Awaited<ReturnType<typeof stored>>);
+      const storedSoFar = () => stored().catch(() => undefined);
       let seen = 0;
       await waitUntil(
         "the first lines in Elasticsearch",
         async () => {
-          seen = (await storedSoFar()).length;
+          const d = await storedSoFar();
+          if (d) seen = d.length;
           return seen >= 40;
         },
         { stallMs: 90_000, progress: () => seen },
@@ -111,6 +112,7 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
         "the end line in Elasticsearch",
         async () => {
           const d = await storedSoFar();
+          if (!d) return false;
           seen = d.length;
           end = d.map((x) => x.message).find((m) => m.startsWith("es-end "));
           return end !== undefined;
@@ -121,7 +123,8 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
       await waitUntil(
         "every line in Elasticsearch",
         async () => {
-          seen = (await storedSoFar()).length;
+          const d = await storedSoFar();
+          if (d) seen = d.length;
           return seen >= truth.length;
         },
         {
