@@ -25,6 +25,7 @@ import {
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { gunzipSync } from "node:zlib";
 import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "../test/cluster/chart.js";
 import { Cluster, clusterDown, clusterUp, type Pod, podLogDir, REPO } from "../test/cluster/harness.js";
 import { pod as podManifest } from "../test/cluster/workloads.js";
@@ -87,20 +88,15 @@ class OutputCounter {
   }
 }
 
-/** CRI timestamp (ms since epoch, from the nanosecond text) of the first line of a container log matching `re`. */
-function criTimeOf(dir: string, re: RegExp, last = false): number | undefined {
-  let hit: number | undefined;
-  for (const f of readdirSync(dir)
-    .filter((x) => /^0\.log/.test(x) && !x.endsWith(".gz"))
-    .sort()) {
-    for (const l of readFileSync(join(dir, f), "utf8").split("\n")) {
-      if (!re.test(l)) continue;
-      const t = Date.parse(l.slice(0, l.indexOf(" ")));
-      if (!last) return t;
-      hit = t;
-    }
+/** CRI timestamp (ms since epoch) of the one line of a container's logs (rotated and gzipped ones too) matching `re`. */
+function criTimeOf(dir: string, re: RegExp): number | undefined {
+  for (const f of readdirSync(dir).filter((x) => /^0\.log/.test(x))) {
+    let buf = readFileSync(join(dir, f));
+    if (f.endsWith(".gz")) buf = gunzipSync(buf);
+    for (const l of buf.toString("utf8").split("\n"))
+      if (re.test(l)) return Date.parse(l.slice(0, l.indexOf(" ")));
   }
-  return hit;
+  return undefined;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -159,7 +155,7 @@ echo "burst-end w-${i}"; while true; do sleep 1; done`,
         criFirstLineToRecordMs: seen - firstCri,
         containerStartToRecordMs: seen - started,
         burstStartCri: criTimeOf(dir, / burst w-\d+ seq=1 /)!,
-        burstEndCri: criTimeOf(dir, / burst-end /, true)!,
+        burstEndCri: criTimeOf(dir, / burst-end /)!,
       };
     });
     const burstStart = Math.min(...perPod.map((p) => p.burstStartCri));
