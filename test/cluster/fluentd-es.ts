@@ -39,7 +39,7 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
       return undefined;
     };
 
-    it("every line of a pod once in Elasticsearch, under its CUID; logs --es --cuid --request-id finds one", async () => {
+    it("every line of a pod once in Elasticsearch, under its CUID; logs --es --cuid --request-id and trace find it", async () => {
       const c = ready();
       const gateway = c.env.IKONTAINER_K8S_GATEWAY;
       const url = await sharedElasticsearch();
@@ -81,7 +81,7 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
           { name: "app", command: steadyWriter("es") },
         ]),
       );
-      await c.runningPod(ns, "es-app");
+      const podIp = (await c.runningPod(ns, "es-app")).status.podIP;
       let cuid: string | undefined;
       await waitUntil(
         "the instance's CUID in the agent's ledger",
@@ -141,7 +141,9 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
         "no document written twice",
       ).toBe(true);
 
-      const rid = /x-request-id=(\S+)/.exec(truth[6]!)![1]!;
+      // the last request before SIGTERM: by then kube-enrich knows the pod IP for certain
+      const asked = truth[truth.length - 2]!;
+      const rid = /x-request-id=(\S+)/.exec(asked)![1]!;
       const found = execFileSync(
         process.execPath,
         [
@@ -162,8 +164,27 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
         .trim()
         .split("\n")
         .map((l) => JSON.parse(l) as { message: string; pod?: string; namespace?: string });
-      expect(found.map((r) => r.message)).toEqual([truth[6]]);
+      expect(found.map((r) => r.message)).toEqual([asked]);
       expect(found[0]).toMatchObject({ pod: "es-app", namespace: ns });
+      // trace: the request's hops over Elasticsearch; one instance here, with the pod IP kube-enrich added
+      const trace = JSON.parse(
+        execFileSync(
+          process.execPath,
+          [
+            join(REPO, "dist/cli/main.js"),
+            "trace",
+            rid,
+            "--es",
+            url,
+            "--es-index-prefix",
+            fluentd.o.indexPrefix,
+            "--json",
+          ],
+          { encoding: "utf8" },
+        ),
+      ) as { hops: Array<Record<string, unknown>> };
+      expect(trace.hops).toHaveLength(1);
+      expect(trace.hops[0]).toMatchObject({ cuid, svc: `app.${ns}.cluster.local`, pod_ip: podIp });
       uninstallChart(c, release);
       c.kubectl(["delete", "namespace", ns, "--wait=false"]);
     }, 600_000);
