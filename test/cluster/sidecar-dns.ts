@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -193,7 +194,7 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
       expect(cuidOf(victim!)).toBe(cuids.get(victim!.metadata.name));
     }, 600_000);
 
-    it("each sidecar's A, TXT (with its CUID), SRV and PTR records resolve from inside a pod; a deleted pod's go", async () => {
+    it("each sidecar's A, TXT (with its CUID), SRV and PTR records resolve from inside a pod; a deleted pod's go; resolve follows scaling", async () => {
       const c = ready();
       const k = knot!;
       const nameOf = (p: Pod) => `${cuids.get(p.metadata.name)}.web.${NS}.${ZONE}`;
@@ -263,6 +264,51 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
       );
       expect(await k.dig(nameOf(fresh!), "A")).toEqual([fresh!.status.podIP]);
       expect(await k.dig(nameOf(pods[0]!), "A")).toEqual([pods[0]!.status.podIP]);
+      // resolve (here from the host) follows the Deployment as it is scaled out and in
+      const resolvedCuids = (): string[] => {
+        try {
+          return execFileSync(
+            process.execPath,
+            [
+              join(REPO, "dist/cli/main.js"),
+              "resolve",
+              `web.${NS}.${ZONE}`,
+              "--dns-server",
+              `${c.env.IKONTAINER_K8S_GATEWAY}:53`,
+              "--zone",
+              ZONE,
+              "--json",
+            ],
+            { encoding: "utf8" },
+          )
+            .split("\n")
+            .filter((l) => l.startsWith("{"))
+            .map((l) => String((JSON.parse(l) as { cuid?: string }).cuid))
+            .sort();
+        } catch {
+          return []; // no instance (exit 1)
+        }
+      };
+      for (const replicas of [3, 1]) {
+        c.kubectl(["-n", NS, "scale", "deployment/web", `--replicas=${replicas}`]);
+        let want: string[] = [];
+        let got: string[] = [];
+        await waitUntil(
+          `resolve lists the ${replicas} running instance(s)`,
+          () => {
+            const running = webPods(c);
+            if (running.length !== replicas) return false;
+            try {
+              want = running.map(cuidOf).sort();
+            } catch {
+              return false; // a new sidecar has not written its CUID yet
+            }
+            got = resolvedCuids();
+            return JSON.stringify(got) === JSON.stringify(want);
+          },
+          { stallMs: 90_000, progress: () => got },
+        );
+      }
       // the key never shows in the Deployment or the pods (only the Secret holds it)
       expect(c.kubectl(["-n", NS, "get", "deployment,pods", "-o", "json"])).not.toContain(k.secret);
       c.kubectl(["delete", "namespace", NS, "--wait=false"]);
