@@ -10,6 +10,9 @@
 #   scripts/cluster.sh status    exit 0 when the node is Ready
 #   scripts/cluster.sh agent-image   rebuild and re-import the agent image into the running cluster
 #   scripts/cluster.sh env       the shell variables tests use (KUBECONFIG, images, addresses)
+#   scripts/cluster.sh restart-apiserver   stop the API server, write a key into etcd and compact etcd to its
+#                                newest revision, start the API server again: every watch's resourceVersion is
+#                                then too old (410 Gone), as after a long API outage (the cluster test's relist)
 #
 # Containment: pods get addresses from a small range on the bridge $BRIDGE (default 10.244.77.2-.9 of a /28,
 # so host-local hands a freed IP to a new pod within a few pods), routes only to that subnet and the service
@@ -174,14 +177,7 @@ wait_for() { # WHAT SECONDS CMD...
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
-control_plane_up() {
-  start_bg etcd "$BIN/etcd" --name ikontainer --data-dir "$WORK/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-cluster "ikontainer=http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --quota-backend-bytes 1073741824
-  wait_for etcd 30 "$BIN/etcdctl" --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
+apiserver_up() {
   p=$WORK/pki
   start_bg kube-apiserver "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address "$GATEWAY" --advertise-address "$GATEWAY" --secure-port "$API_PORT" \
@@ -193,6 +189,18 @@ control_plane_up() {
     --enable-admission-plugins NodeRestriction --allow-privileged=true --profiling=false \
     --endpoint-reconciler-type none --kubelet-preferred-address-types InternalIP
   wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+}
+
+control_plane_up() {
+  start_bg etcd "$BIN/etcd" --name ikontainer --data-dir "$WORK/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-cluster "ikontainer=http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --quota-backend-bytes 1073741824
+  wait_for etcd 30 "$BIN/etcdctl" --endpoints "127.0.0.1:$ETCD_PORT" endpoint health
+  p=$WORK/pki
+  apiserver_up
   start_bg kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG_ADMIN" \
     --authentication-kubeconfig "$KUBECONFIG_ADMIN" --authorization-kubeconfig "$KUBECONFIG_ADMIN" \
     --bind-address 127.0.0.1 --service-account-private-key-file "$p/sa.key" --root-ca-file "$p/ca.crt" \
@@ -295,6 +303,17 @@ up() {
   env_vars
 }
 
+restart_apiserver() {
+  stop_recorded kube-apiserver 20
+  # a revision newer than any watcher's, then nothing older is kept: old resourceVersions answer 410 Gone
+  "$BIN/etcdctl" --endpoints "127.0.0.1:$ETCD_PORT" put /ikontainer-test/relist "$(date +%s)" >/dev/null
+  rev=$("$BIN/etcdctl" --endpoints "127.0.0.1:$ETCD_PORT" endpoint status -w json |
+    sed -n 's/.*"revision":\([0-9]*\).*/\1/p')
+  "$BIN/etcdctl" --endpoints "127.0.0.1:$ETCD_PORT" compact "$rev" >/dev/null
+  apiserver_up
+  log "restart-apiserver: etcd compacted at revision $rev, API server up again"
+}
+
 status() {
   alive kubelet && alive kube-apiserver || { echo "down"; return 1; }
   kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True ||
@@ -321,5 +340,6 @@ down) need_root && down ;;
 status) status ;;
 env) env_vars ;;
 agent-image) need_root && alive containerd && import_agent_image ;;
-*) die "usage: scripts/cluster.sh build|up|down|status|env|agent-image" ;;
+restart-apiserver) need_root && alive kube-apiserver && restart_apiserver ;;
+*) die "usage: scripts/cluster.sh build|up|down|status|env|agent-image|restart-apiserver" ;;
 esac

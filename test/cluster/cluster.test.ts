@@ -2,6 +2,8 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "./chart.js";
+import { describeFluentdToEs } from "./fluentd-es.js";
 import {
   Cluster,
   clusterDown,
@@ -15,6 +17,9 @@ import {
   sleep,
   waitUntil,
 } from "./harness.js";
+import { describeKustomizeExamples } from "./kustomize-examples.js";
+import { describeRelist } from "./relist.js";
+import { describeSidecarAndDns } from "./sidecar-dns.js";
 import {
   BURST_BATCH_LINES,
   BURST_BATCHES,
@@ -72,37 +77,6 @@ const ready = () => {
 };
 
 type Rec = Record<string, unknown>;
-const AGENT_NS = "logging";
-const stateDirOf = (release: string) => `/var/tmp/ikontainer-k8s/cluster/agent-${release}`;
-
-/** helm install of the chart with only image, outputs (and the state folder on the host) set. */
-function installChart(c: Cluster, release: string, outputs: string[]): void {
-  c.helm([
-    "install",
-    release,
-    join(REPO, "deploy/helm/ikontainer"),
-    "--namespace",
-    AGENT_NS,
-    "--create-namespace",
-    "--set",
-    `image.repository=${c.env.IKONTAINER_K8S_AGENT_IMAGE.split(":")[0]}`,
-    "--set",
-    `image.tag=${c.env.IKONTAINER_K8S_AGENT_IMAGE.split(":")[1]}`,
-    "--set",
-    "image.pullPolicy=Never",
-    "--set",
-    `outputs={${outputs.join(",")}}`,
-    "--set",
-    `state.hostPath=${stateDirOf(release)}`,
-    "--wait",
-    "--timeout",
-    "240s",
-  ]);
-}
-
-function uninstallChart(c: Cluster, release: string): void {
-  c.helm(["uninstall", release, "--namespace", AGENT_NS, "--wait", "--timeout", "120s"]);
-}
 
 /** Groups workload records by CUID: which instances (tokens), restart numbers and seqs each CUID carries. */
 function byCuid(records: Rec[]) {
@@ -476,3 +450,8 @@ describe("DaemonSet with outputs={stdout} (issue 15): the agent never re-reads i
     uninstallChart(c, release);
   }, 600_000);
 });
+
+describeSidecarAndDns(ready, scratch);
+describeKustomizeExamples(ready, scratch);
+describeRelist(ready);
+describeFluentdToEs(ready, scratch);

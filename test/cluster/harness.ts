@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 
 /**
@@ -8,7 +9,9 @@ import { gunzipSync } from "node:zlib";
  * containerd's ctr, and readers for the files the kubelet and the agent write on this host.
  */
 
-export const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+const HERE = dirname(fileURLToPath(import.meta.url));
+// also compiled for bench/ (bench/.work/dist/test/cluster/): the repository is then five folders up
+export const REPO = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../../.." : "../..");
 export const CTR_ADDR = "/run/ikontainer-k8s/containerd.sock";
 export const POD_LOG_DIR = "/var/log/pods";
 
@@ -261,3 +264,8 @@ export function readJsonRecords(dir: string): Array<Record<string, unknown>> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Where the kubelet keeps a pod's emptyDir volume on this host. */
+export function emptyDirOf(pod: Pod, volume: string): string {
+  return `/var/lib/kubelet/pods/${pod.metadata.uid}/volumes/kubernetes.io~empty-dir/${volume}`;
+}

@@ -226,6 +226,10 @@ describe("deploy/ manifests", () => {
     const text = JSON.stringify(everything);
     expect(text).toContain('"secretKeyRef":{"name":"es-api-key","key":"api-key"}');
     expect(text).toContain('"secretKeyRef":{"name":"fluentd-forward","key":"shared-key"}');
+    expect(text).toContain('"name":"IKONTAINER_FLUENTD_CA","value":"/etc/ikontainer/fluentd-ca/ca.crt"');
+    expect(text).toContain(
+      '"secret":{"secretName":"fluentd-tls","items":[{"key":"ca.crt","path":"ca.crt"}]}',
+    );
     expect(text).toContain('"secret":{"secretName":"ddns-tsig","defaultMode":256}');
     expect(text).toContain('"--tsig-file","/etc/ikontainer/tsig/tsig.key"');
   });

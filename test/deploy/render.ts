@@ -41,7 +41,7 @@ export const VALUE_SETS: Record<string, Record<string, unknown>> = {
     ],
     node: { dockerLogDir: "/var/lib/docker/containers", forgetAfter: "30m" },
     elasticsearch: { apiKeySecret: "es-api-key", caSecret: "es-ca", indexPrefix: "k8s-logs" },
-    fluentd: { sharedKeySecret: "fluentd-forward" },
+    fluentd: { sharedKeySecret: "fluentd-forward", caSecret: "fluentd-tls" },
     ddns: {
       enabled: true,
       server: "10.96.0.53:53",

@@ -19,7 +19,7 @@ export interface Doc {
 }
 
 /** A fluentd of the shipped config, with its own index prefix (and the agents' index template on it). */
-export async function pipelineFluentd(esUrl: string, name: string): Promise<RealFluentd> {
+export async function pipelineFluentd(esUrl: string, name: string, bind?: string): Promise<RealFluentd> {
   // fluentd's Elasticsearch client checks the product with GET / before every first bulk
   const root = await fetch(`${esUrl}/`, { signal: AbortSignal.timeout(10_000) });
   if (root.status !== 200 || root.headers.get("x-elastic-product") !== "Elasticsearch")
@@ -36,6 +36,7 @@ export async function pipelineFluentd(esUrl: string, name: string): Promise<Real
     indexPrefix,
     sharedKey: randomBytes(12).toString("hex"),
     port: await freePort(),
+    ...(bind ? { bind } : {}),
   });
 }
 

@@ -139,11 +139,13 @@ describe("PodWatcher against an API-server-shaped HTTPS server", () => {
     pods.clear();
     setPod("uid-1", "web-1", "10.1.0.1", { app: "web" });
     setPod("uid-2", "db-1", "10.1.0.2", { app: "db" }, "node-b");
+    let relists = 0;
     const w = new PodWatcher({
       url,
       nodeName: "node-a",
       tokenFile: join(dir, "token"),
       caFile: join(dir, "ca.crt"),
+      onRelist: () => relists++,
     });
     await w.start();
     expect(w.get("uid-1")).toMatchObject({ name: "web-1", podIP: "10.1.0.1", labels: { app: "web" } });
@@ -166,6 +168,7 @@ describe("PodWatcher against an API-server-shaped HTTPS server", () => {
     setPod("uid-4", "web-4", "10.1.0.4", {});
     await until(() => w.get("uid-4") !== undefined);
     expect(requests.filter((r) => r.endsWith("list")).length).toBeGreaterThan(lists);
+    expect(relists, "onRelist said so, once").toBe(1);
     await w.stop();
   });
 

@@ -28,6 +28,8 @@ export interface KubeApiOptions {
   /** Called for every add/update/delete of a pod on this node. */
   onPod?: (pod: PodMeta, event: "ADDED" | "MODIFIED" | "DELETED") => void;
   onError?: (err: Error) => void;
+  /** The API server answered 410 Gone (our resourceVersion is too old): the watcher lists again. */
+  onRelist?: () => void;
   /** How long a deleted pod's metadata is kept (its last lines may still be read). */
   keepDeleted?: number;
 }
@@ -137,6 +139,7 @@ export class PodWatcher {
         if (this.stopped) return;
         if (e instanceof GoneError) {
           this.synced = false; // resourceVersion too old: list again
+          this.opts.onRelist?.();
           continue;
         }
         this.opts.onError?.(e as Error);

@@ -96,6 +96,8 @@ export class NodeMode {
           if (event === "DELETED") this.podDeleted(pod.uid);
         },
         onError: (e) => opts.log.warn({ err: errorMessage(e) }, "pod watch failed; retrying"),
+        // said once per 410, so an operator (and the cluster test) can see a relist happened
+        onRelist: () => opts.log.info("pod watch: resourceVersion expired (410 Gone); listing pods again"),
       });
     }
   }

@@ -1,0 +1,317 @@
+import { execFileSync } from "node:child_process";
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { type KnotServer, startKnot } from "../fixtures/knot.js";
+import { type Cluster, emptyDirOf, type Pod, REPO, readJsonRecords, waitUntil } from "./harness.js";
+
+/**
+ * The sidecar patch (deploy/patches/ikontainer-sidecar.yaml) applied with `kubectl patch` to a running
+ * Deployment (deploy/patches/existing-app.yaml), as docs/deploy.md says, plus what this test machine needs
+ * (cluster images, output to a file in the state emptyDir, DNS registration in a real Knot on the bridge's
+ * gateway address with the TSIG key from a Secret). Checked from the host's view of the pods' emptyDirs, and
+ * DNS from inside the pods.
+ */
+
+type Rec = Record<string, unknown>;
+const NS = "side";
+const ZONE = "ikontainer.test";
+const REVERSE_ZONE = "77.244.10.in-addr.arpa";
+const PATCH = join(REPO, "deploy/patches/ikontainer-sidecar.yaml");
+const OUT_IN_STATE = "/var/lib/ikontainer/out";
+
+const lines = (f: string): string[] => {
+  try {
+    return readFileSync(f, "utf8")
+      .split("\n")
+      .filter((l) => l !== "");
+  } catch {
+    return [];
+  }
+};
+
+/** The documented args with the output pointed at the state emptyDir and DNS registration added. */
+function testArgs(documented: string[], gateway: string): string[] {
+  const args = [...documented];
+  args[args.indexOf("--output") + 1] = `file:${OUT_IN_STATE}`;
+  return [
+    ...args,
+    "--ddns-server",
+    `${gateway}:53`,
+    "--zone",
+    ZONE,
+    "--reverse-zone",
+    REVERSE_ZONE,
+    "--tsig-file",
+    "/etc/ikontainer/tsig/tsig.key",
+    "--port",
+    "metrics:9464/tcp",
+  ];
+}
+
+export function describeSidecarAndDns(ready: () => Cluster, scratch: string): void {
+  describe("sidecar patch on a running Deployment; DNS registration in Knot, resolved from pods", () => {
+    let knot: KnotServer | undefined;
+    afterAll(async () => {
+      await knot?.stop(); // by its PID
+    });
+
+    const webPods = (c: Cluster): Pod[] =>
+      c
+        .podsBySelector(NS, "app=web")
+        .filter(
+          (p) =>
+            p.status.phase === "Running" &&
+            !p.metadata.deletionTimestamp &&
+            (p.status.containerStatuses ?? []).length === 2 &&
+            (p.status.containerStatuses ?? []).every((s) => s.state.running),
+        );
+    const recordsOf = (p: Pod): Rec[] => readJsonRecords(join(emptyDirOf(p, "state"), "out"));
+    const appLines = (p: Pod): string[] => lines(join(emptyDirOf(p, "app-logs"), "access.log"));
+    const cuidOf = (p: Pod): string =>
+      (JSON.parse(readFileSync(join(emptyDirOf(p, "state"), "cuid.json"), "utf8")) as { cuid: string }).cuid;
+    /** Every line the app wrote up to now arrives once, in order, under the pod's own CUID. */
+    const checkExactlyOnce = async (p: Pod, cuid: string) => {
+      const truth = appLines(p);
+      expect(truth.length).toBeGreaterThan(0);
+      await waitUntil(
+        `${p.metadata.name}: the sidecar caught up`,
+        () => recordsOf(p).length >= truth.length,
+        {
+          stallMs: 60_000,
+          progress: () => recordsOf(p).length,
+        },
+      );
+      const recs = recordsOf(p);
+      const all = appLines(p);
+      expect(
+        recs.map((r) => r.message),
+        "no line lost or duplicated",
+      ).toEqual(all.slice(0, recs.length));
+      for (const r of recs) {
+        expect(r.ikontainer_CUID).toBe(cuid);
+        expect(r.request_id).toBe(/request_id=(\S+)/.exec(String(r.message))?.[1]);
+      }
+    };
+    const inPod = (c: Cluster, p: Pod, container: string, cmd: string[]) =>
+      c.kubectl(["-n", NS, "exec", p.metadata.name, "-c", container, "--", ...cmd]);
+    const nslookup = (c: Cluster, p: Pod, type: string, name: string) => {
+      try {
+        return inPod(c, p, "app", ["nslookup", `-type=${type}`, name, c.env.IKONTAINER_K8S_GATEWAY]);
+      } catch (e) {
+        return String((e as { stdout?: string }).stdout ?? "");
+      }
+    };
+
+    let pods: Pod[] = [];
+    const cuids = new Map<string, string>();
+
+    it("kubectl patch with the documented file: pod fields from the Downward API, one CUID per pod, nothing lost across a sidecar kill", async () => {
+      const c = ready();
+      const gateway = c.env.IKONTAINER_K8S_GATEWAY;
+      knot = await startKnot({ host: gateway, port: 53, zone: ZONE, reverseZone: REVERSE_ZONE });
+      await c.namespace(NS);
+      // the TSIG key reaches the pod only as a Secret mounted as a file (never inlined, never an argument)
+      const keyFile = join(scratch, "tsig.key");
+      writeFileSync(keyFile, `${knot.tsig}\n`, { mode: 0o600 });
+      chmodSync(keyFile, 0o600);
+      c.kubectl(["-n", NS, "create", "secret", "generic", "ddns-tsig", `--from-file=tsig.key=${keyFile}`]);
+      rmSync(keyFile);
+
+      const app = parseYaml(readFileSync(join(REPO, "deploy/patches/existing-app.yaml"), "utf8")) as {
+        metadata: { namespace: string };
+        spec: { template: { spec: { containers: Array<{ image: string; imagePullPolicy?: string }> } } };
+      };
+      app.metadata.namespace = NS;
+      for (const ct of app.spec.template.spec.containers) {
+        ct.image = c.env.IKONTAINER_K8S_BUSYBOX_IMAGE;
+        ct.imagePullPolicy = "Never";
+      }
+      c.apply(app);
+      await c.runningPod(NS, "app=web");
+
+      // as docs/deploy.md: the patch on the running Deployment; then this machine's settings, one rollout
+      c.kubectl(["-n", NS, "rollout", "pause", "deployment/web"]);
+      c.kubectl(["-n", NS, "patch", "deployment", "web", "--type", "strategic", "--patch-file", PATCH]);
+      const documented = (
+        parseYaml(readFileSync(PATCH, "utf8")) as {
+          spec: { template: { spec: { containers: Array<{ name: string; args?: string[] }> } } };
+        }
+      ).spec.template.spec.containers.find((x) => x.name === "ikontainer")!.args!;
+      const here = {
+        spec: {
+          template: {
+            spec: {
+              containers: [
+                {
+                  name: "ikontainer",
+                  image: c.env.IKONTAINER_K8S_AGENT_IMAGE,
+                  imagePullPolicy: "Never",
+                  args: testArgs(documented, gateway),
+                  volumeMounts: [{ name: "tsig", mountPath: "/etc/ikontainer/tsig", readOnly: true }],
+                },
+              ],
+              volumes: [{ name: "tsig", secret: { secretName: "ddns-tsig", defaultMode: 0o440 } }],
+            },
+          },
+        },
+      };
+      c.kubectl(["-n", NS, "patch", "deployment", "web", "--type", "strategic", "-p", JSON.stringify(here)]);
+      c.kubectl(["-n", NS, "rollout", "resume", "deployment/web"]);
+      c.kubectl(["-n", NS, "rollout", "status", "deployment/web", "--timeout=240s"]);
+      await waitUntil("two patched pods running", () => {
+        pods = webPods(c);
+        return pods.length === 2;
+      });
+      for (const p of pods) {
+        await waitUntil(`${p.metadata.name}: records`, () => recordsOf(p).length >= 3, { stallMs: 60_000 });
+        cuids.set(p.metadata.name, cuidOf(p));
+        const r = recordsOf(p)[0]!;
+        expect(r).toMatchObject({
+          pod: p.metadata.name,
+          namespace: NS,
+          node: c.env.IKONTAINER_K8S_NODE,
+          pod_ip: p.status.podIP,
+          pod_uid: p.metadata.uid,
+          svc: `web.${NS}.cluster.local`,
+        });
+      }
+      expect(new Set(cuids.values()).size, "one CUID per pod").toBe(2);
+
+      // SIGKILL the first pod's sidecar: the kubelet restarts it with the same emptyDirs (same CUID, checkpoints)
+      const [victim] = pods;
+      const sidecarRestarts = () =>
+        c.pod(NS, victim!.metadata.name).status.containerStatuses?.find((s) => s.name === "ikontainer")
+          ?.restartCount ?? 0;
+      c.killContainer(NS, victim!.metadata.name, "ikontainer");
+      await waitUntil("the sidecar restarted", () => sidecarRestarts() === 1);
+      const before = appLines(victim!).length;
+      await waitUntil("the app wrote on after the kill", () => appLines(victim!).length >= before + 5, {
+        stallMs: 30_000,
+      });
+      for (const p of pods) await checkExactlyOnce(p, cuids.get(p.metadata.name)!);
+      expect(cuidOf(victim!)).toBe(cuids.get(victim!.metadata.name));
+    }, 600_000);
+
+    it("each sidecar's A, TXT (with its CUID), SRV and PTR records resolve from inside a pod; a deleted pod's go; resolve follows scaling", async () => {
+      const c = ready();
+      const k = knot!;
+      const nameOf = (p: Pod) => `${cuids.get(p.metadata.name)}.web.${NS}.${ZONE}`;
+      const ptrOf = (ip: string) => `${ip.split(".").reverse().join(".")}.in-addr.arpa`;
+      for (const p of pods)
+        await waitUntil(`${nameOf(p)} in Knot`, async () => (await k.dig(nameOf(p), "A")).length > 0, {
+          stallMs: 60_000,
+        });
+      const [asker] = pods;
+      for (const p of pods) {
+        // busybox's resolver in the app container, asking Knot on the bridge's gateway address
+        expect(nslookup(c, asker!, "a", nameOf(p))).toMatch(new RegExp(`Address:\\s+${p.status.podIP}\\b`));
+        // busybox prints a TXT record's first string only (cuid=…); kdig on the host shows them all
+        expect(nslookup(c, asker!, "txt", nameOf(p))).toContain(`"cuid=${cuids.get(p.metadata.name)}"`);
+        const txt = (await k.dig(nameOf(p), "TXT")).join(" ");
+        expect(txt).toContain(`"cuid=${cuids.get(p.metadata.name)}"`);
+        expect(txt).toContain(`"pod=${p.metadata.name}"`);
+        expect(nslookup(c, asker!, "ptr", ptrOf(p.status.podIP!))).toContain(nameOf(p));
+      }
+      const srv = nslookup(c, asker!, "srv", `_metrics._tcp.web.${NS}.${ZONE}`);
+      for (const p of pods) expect(srv).toContain(`9464 ${nameOf(p)}`);
+      // the project's own resolver, from inside the sidecar container
+      const resolved = inPod(c, asker!, "ikontainer", [
+        "node",
+        "/app/dist/cli/main.js",
+        "resolve",
+        `web.${NS}.${ZONE}`,
+        "--dns-server",
+        `${c.env.IKONTAINER_K8S_GATEWAY}:53`,
+        "--zone",
+        ZONE,
+        "--json",
+      ])
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { cuid?: string; address?: string; pod?: string });
+      expect(resolved.map((r) => r.cuid).sort()).toEqual([...cuids.values()].sort());
+      for (const p of pods)
+        expect(resolved.find((r) => r.cuid === cuids.get(p.metadata.name))?.address).toBe(p.status.podIP);
+
+      // deleting a pod: its sidecar deregisters at SIGTERM; the replacement registers under its own CUID
+      const gone = pods[1]!;
+      c.kubectl(["-n", NS, "delete", "pod", gone.metadata.name, "--grace-period=8", "--wait=true"]);
+      expect(await k.dig(nameOf(gone), "ANY")).toEqual([]);
+      const ptr = await k.dig(ptrOf(gone.status.podIP!), "PTR");
+      expect(ptr).not.toContain(`${nameOf(gone)}.`);
+      let fresh: Pod | undefined;
+      await waitUntil("the replacement pod", () => {
+        fresh = webPods(c).find((p) => !pods.some((q) => q.metadata.uid === p.metadata.uid));
+        return fresh !== undefined;
+      });
+      await waitUntil("the replacement's CUID", () => {
+        try {
+          cuids.set(fresh!.metadata.name, cuidOf(fresh!));
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      expect([...cuids.values()].filter((x) => x === cuids.get(fresh!.metadata.name))).toHaveLength(1);
+      await waitUntil(
+        `${nameOf(fresh!)} in Knot`,
+        async () => (await k.dig(nameOf(fresh!), "A")).length > 0,
+        {
+          stallMs: 60_000,
+        },
+      );
+      expect(await k.dig(nameOf(fresh!), "A")).toEqual([fresh!.status.podIP]);
+      expect(await k.dig(nameOf(pods[0]!), "A")).toEqual([pods[0]!.status.podIP]);
+      // resolve (here from the host) follows the Deployment as it is scaled out and in
+      const resolvedCuids = (): string[] => {
+        try {
+          return execFileSync(
+            process.execPath,
+            [
+              join(REPO, "dist/cli/main.js"),
+              "resolve",
+              `web.${NS}.${ZONE}`,
+              "--dns-server",
+              `${c.env.IKONTAINER_K8S_GATEWAY}:53`,
+              "--zone",
+              ZONE,
+              "--json",
+            ],
+            { encoding: "utf8" },
+          )
+            .split("\n")
+            .filter((l) => l.startsWith("{"))
+            .map((l) => String((JSON.parse(l) as { cuid?: string }).cuid))
+            .sort();
+        } catch {
+          return []; // no instance (exit 1)
+        }
+      };
+      for (const replicas of [3, 1]) {
+        c.kubectl(["-n", NS, "scale", "deployment/web", `--replicas=${replicas}`]);
+        let want: string[] = [];
+        let got: string[] = [];
+        await waitUntil(
+          `resolve lists the ${replicas} running instance(s)`,
+          () => {
+            const running = webPods(c);
+            if (running.length !== replicas) return false;
+            try {
+              want = running.map(cuidOf).sort();
+            } catch {
+              return false; // a new sidecar has not written its CUID yet
+            }
+            got = resolvedCuids();
+            return JSON.stringify(got) === JSON.stringify(want);
+          },
+          { stallMs: 90_000, progress: () => got },
+        );
+      }
+      // the key never shows in the Deployment or the pods (only the Secret holds it)
+      expect(c.kubectl(["-n", NS, "get", "deployment,pods", "-o", "json"])).not.toContain(k.secret);
+      c.kubectl(["delete", "namespace", NS, "--wait=false"]);
+    }, 600_000);
+  });
+}
