@@ -81,7 +81,7 @@ class OutputCounter {
         this.count++;
         if (l.includes('"message":"first ')) {
           const pod = /"pod":"([^"]+)"/.exec(l)?.[1];
-          if (pod && pod.startsWith("w-") && !this.firstSeen.has(pod)) this.firstSeen.set(pod, Date.now());
+          if (pod?.startsWith("w-") && !this.firstSeen.has(pod)) this.firstSeen.set(pod, Date.now());
         }
       }
     }
