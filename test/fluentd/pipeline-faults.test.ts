@@ -1,4 +1,4 @@
-import { cpSync, readdirSync, rmSync, statSync } from "node:fs";
+import { cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { sharedElasticsearch } from "../fixtures/elasticsearch.js";
@@ -6,6 +6,7 @@ import type { RealFluentd } from "../fixtures/fluentd.js";
 import { TcpProxy } from "../fixtures/tcp-proxy.js";
 import {
   type AgentProcess,
+  outputBytes,
   removeDir,
   runWriter,
   sleep,
@@ -67,24 +68,6 @@ function agent(s: Setup, sharedKey?: string): AgentProcess {
   return a;
 }
 
-const fileBytes = (dir: string): number => {
-  let n = 0;
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p);
-      else n += st.size;
-    }
-  };
-  try {
-    walk(dir);
-  } catch {
-    // not created yet
-  }
-  return n;
-};
-
 async function expectAllOnce(s: Setup, total: number, explain: () => string): Promise<void> {
   await waitForDocs(url, s.f.o.indexPrefix, total, 150_000, explain);
   await sleep(6000); // one more flush interval: a late duplicate with a different _id would show now
@@ -102,7 +85,7 @@ describe("real pipeline under faults", () => {
     await a.waitForLog("tailing", 30_000);
     // fluentd has stored some and holds more in its buffer when it dies
     await until(async () => (await docCount(url, s.f.o.indexPrefix)) > 0, 120_000, 500);
-    await until(() => fileBytes(join(s.f.dir, "buffer")) > 0, 60_000, 100);
+    await until(() => outputBytes(join(s.f.dir, "buffer")) > 0, 60_000, 100);
     const before = await docCount(url, s.f.o.indexPrefix);
     await s.f.kill9();
     // fluentd stays down a while: time passing is the point (whatever is written meanwhile waits in the agent's
@@ -134,7 +117,7 @@ describe("real pipeline under faults", () => {
     // fluentd has failed to flush and holds every new line in its file buffer (waited for, not timed).
     await waitUntil(
       () => {
-        const bytes = fileBytes(join(s.f.dir, "buffer"));
+        const bytes = outputBytes(join(s.f.dir, "buffer"));
         const failed = /failed to flush the buffer|could not push logs to Elasticsearch/.test(s.f.log());
         return { done: failed && bytes > 6000 * 100, progress: `${bytes} ${s.f.log().length}` };
       },
@@ -142,7 +125,7 @@ describe("real pipeline under faults", () => {
     );
     // nothing got through
     expect(await docCount(url, s.f.o.indexPrefix)).toBe(3000);
-    expect(fileBytes(join(s.f.dir, "buffer"))).toBeGreaterThan(6000 * 100);
+    expect(outputBytes(join(s.f.dir, "buffer"))).toBeGreaterThan(6000 * 100);
     expect(s.f.log()).toMatch(/failed to flush the buffer|could not push logs to Elasticsearch/);
     await proxy.restore();
     await waitForDocs(url, s.f.o.indexPrefix, total, 150_000, () => a.stderr() + s.f.log());

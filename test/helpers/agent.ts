@@ -341,18 +341,26 @@ export function startCpuBurners(n: number, maxMs: number) {
   return { stop, pids: kids.map((k) => k.pid) };
 }
 
-/** Total bytes of the files under dir (a cheap "did the output grow" check). */
+/**
+ * Total bytes of the files under dir (a cheap "did it grow" check); a folder not made yet counts 0, and entries
+ * removed during the walk (e.g. fluentd's flushed buffer chunks) are skipped.
+ */
 export function outputBytes(dir: string): number {
   let n = 0;
   const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p);
-      else n += st.size;
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const st = statSync(join(d, name), { throwIfNoEntry: false });
+      if (st?.isDirectory()) walk(join(d, name));
+      else if (st) n += st.size;
     }
   };
-  if (existsSync(dir)) walk(dir);
+  walk(dir);
   return n;
 }
 
