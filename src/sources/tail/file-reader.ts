@@ -61,6 +61,8 @@ export class FileReader {
   onTruncate: ((from: { offset: number; part: number }) => Promise<boolean>) | undefined;
   /** Reads wait for this first (the rotated predecessor drains to its end before this file's lines go out). */
   gate: Promise<void> | undefined;
+  /** A read waiting for its gate or a read slot (the tailer queues at most one per reader). */
+  readQueued: Promise<void> | undefined;
   /** A read scheduled after a change event (the tailer's --read-delay). */
   kickTimer: NodeJS.Timeout | undefined;
 

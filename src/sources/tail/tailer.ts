@@ -35,6 +35,8 @@ export class Tailer implements RecoveryContext {
   private readonly byInode = new Map<string, FileReader>();
   private readonly byPath = new Map<string, FileReader>();
   private readonly opening = new Map<string, Promise<void>>();
+  /** Paths whose latest check has not started yet. */
+  private readonly checkQueued = new Map<string, Promise<void>>();
   private readonly reported = new Set<string>();
   private readonly finishedInodes = new Set<string>();
   private readonly folders: FolderWatcher;
@@ -86,6 +88,11 @@ export class Tailer implements RecoveryContext {
 
   get filesOpen(): number {
     return this.byInode.size;
+  }
+
+  /** Reads waiting for a read slot now (at most one per reader). */
+  get readsWaiting(): number {
+    return this.slots.waiting;
   }
 
   lagBytes(): number {
@@ -160,12 +167,27 @@ export class Tailer implements RecoveryContext {
 
   /** Reads `r` to its current end once its gate (a predecessor draining) is open; never rejects. */
   read(r: FileReader): Promise<void> {
-    const go = () => this.withSlot(() => r.kick()).catch((e) => this.readFailed(r, e));
-    if (!r.gate) return go();
-    return r.gate.then(() => {
-      r.gate = undefined;
-      return go();
-    });
+    // One queued read per reader: it starts later, so it covers what is there now. (Without this every poll added
+    // one more queued read per file, and a starved machine's queue grew without end.)
+    if (r.readQueued) return r.readQueued;
+    let started = false;
+    let queued: Promise<void> | undefined;
+    const go = () =>
+      this.withSlot(() => {
+        // From here on, news waits for the next read (or joins this one: FileReader.kick coalesces).
+        started = true;
+        if (r.readQueued === queued) r.readQueued = undefined;
+        return r.kick();
+      }).catch((e) => this.readFailed(r, e));
+    const gate = r.gate;
+    queued = gate
+      ? gate.then(() => {
+          r.gate = undefined;
+          return go();
+        })
+      : go();
+    if (!started) r.readQueued = queued;
+    return queued;
   }
 
   private readFailed(r: FileReader, e: unknown): void {
@@ -179,14 +201,21 @@ export class Tailer implements RecoveryContext {
 
   /** Decides what a path's current state means. Serialised per path. */
   check(path: string): Promise<void> {
+    // A check still waiting its turn looks at the path when it runs: a second one queued behind it adds nothing.
+    const waiting = this.checkQueued.get(path);
+    if (waiting) return waiting;
     const prev = this.opening.get(path) ?? Promise.resolve();
-    const next = prev
-      .then(() => this.checkNow(path))
+    const next: Promise<void> = prev
+      .then(() => {
+        if (this.checkQueued.get(path) === next) this.checkQueued.delete(path);
+        return this.checkNow(path);
+      })
       .catch((e) => {
         metrics.errors.inc({ kind: "read" });
         this.opts.log.error({ path, err: errorMessage(e) }, "check failed");
       });
     this.opening.set(path, next);
+    this.checkQueued.set(path, next);
     void next.finally(() => {
       if (this.opening.get(path) === next) this.opening.delete(path);
     });
