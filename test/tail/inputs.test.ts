@@ -162,12 +162,12 @@ describe("files, folders and links", () => {
       await until(() => readStamped(d.out).length >= 4);
       // A folder removed and made again under the same name is watched again.
       rmSync(join(d.logs, "late"), { recursive: true });
-      await sleep(300);
+      await sleep(300); // time passing is the point: the agent sees the folder gone before it comes back
       mkdirSync(join(d.logs, "late"));
-      await sleep(300);
+      await sleep(300); // and the new folder before a file appears in it
       writeFileSync(join(d.logs, "late", "z.log"), "z1\n");
       await until(() => readStamped(d.out).length >= 5);
-      await sleep(500);
+      // No wait for "nothing more": the stop reads every open file to its end, so a line read twice shows below.
       await stopAgent(agent);
       const texts = readStamped(d.out)
         .map((l) => l.text)
@@ -197,8 +197,8 @@ describe("files, folders and links", () => {
         writeFileSync(f, `new ${p}\n`);
       }
       await waitForCount(() => countLines(d.out), 200, { what: "lines of 100 rotated files" });
-      await sleep(300);
-      await stopAgent(agent);
+      await stopAgent(agent); // reads every open file to its end first: a line read twice shows below
+
       const texts = readStamped(d.out).map((l) => l.text);
       expect(texts.filter((t) => t.startsWith("old")).length).toBe(100);
       expect(texts.filter((t) => t.startsWith("new")).length).toBe(100);
