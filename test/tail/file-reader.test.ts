@@ -61,4 +61,40 @@ describe("FileReader (real files)", () => {
     expect(offsets.at(-1)).toBe(6);
     await r.close();
   });
+
+  it("hands a catch-up backlog on in batches of at most 64 KiB, every line once and in order", async () => {
+    // Issue 13: the batch size bounds what a catch-up burst keeps alive until the sinks accept it.
+    const d = tempDir("ikon-fr-");
+    dirs.push(d);
+    const path = join(d, "a.log");
+    const lines = Array.from({ length: 20_000 }, (_, i) =>
+      `line-${String(i).padStart(8, "0")}`.padEnd(99, "x"),
+    );
+    writeFileSync(path, `${lines.join("\n")}\n`);
+    const got: string[] = [];
+    const batchBytes: number[] = [];
+    const fh = await open(path, "r");
+    const r = new FileReader(
+      "1:1",
+      { key: "k", path, relPath: "a.log", channel: "file" },
+      fh,
+      0,
+      0,
+      1024,
+      async (b: LineBatch) => {
+        let n = 0;
+        for (const l of b.lines) {
+          got.push(l.bytes.toString());
+          n += l.bytes.length + 1;
+        }
+        batchBytes.push(n);
+      },
+    );
+    r.knownSize = lines.length * 100; // as after a stat of the whole backlog
+    for (let kicks = 0; got.length < lines.length && kicks < 10_000; kicks++) await r.kick();
+    expect(got).toEqual(lines);
+    // One read's bytes plus the line it completed from the previous read (each line here is 100 bytes).
+    expect(Math.max(...batchBytes)).toBeLessThanOrEqual(64 * 1024 + 100);
+    await r.close();
+  });
 });
