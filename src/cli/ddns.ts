@@ -44,6 +44,9 @@ AGENT_START_HOOKS.push(async (parts, mode) => {
       await stop();
     });
   } else {
+    // Leave DNS when the stop begins, not after the drain: a drain that runs into the stop deadline (a sink that
+    // does not answer) must not leave this instance's records behind, pointing at an IP the next pod may get.
+    parts.onStopping.push(() => void stop());
     parts.onStop.push(async () => {
       await stop();
     });

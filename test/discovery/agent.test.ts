@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -202,6 +203,74 @@ describe("run and exec publish the instance in DNS", () => {
     expect(a.out()).toContain("listening");
     expect(await a.exited).toBe(0);
     expect(await knot.dig(svcName, "A")).toEqual([]);
+  });
+
+  it("run: on SIGTERM the records go at once, even when the drain runs into the stop deadline", async () => {
+    // The part that misbehaves on purpose: a "fluentd" that takes the connection and the bytes and never acks,
+    // so with --no-buffer the drain waits until the stop deadline and the agent exits 1 from there.
+    const swallowed: Buffer[] = [];
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => {
+      sockets.add(s);
+      s.on("data", (d: Buffer) => swallowed.push(d));
+      s.on("error", () => {});
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as AddressInfo).port;
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    const logs = mkdtempSync(join(tmpdir(), "ikt-logs-"));
+    dirs.push(state, logs);
+    try {
+      const a = agent(
+        [
+          "run",
+          "--watch",
+          logs,
+          "--svc",
+          "stuck",
+          "--state-dir",
+          state,
+          "--advertise-ip",
+          "127.0.0.65",
+          "--output",
+          `fluentd://127.0.0.1:${port}`,
+          "--no-buffer",
+          ...ddns(),
+        ],
+        { POD_NAMESPACE: "ops" },
+      );
+      const svcName = `stuck.ops.${knot.zone}`;
+      expect(
+        await valueWhen(
+          () => knot.dig(svcName, "A"),
+          (v) => v.length > 0,
+        ),
+      ).toEqual(["127.0.0.65"]);
+      await valueWhen(
+        async () => a.err(),
+        (e) => e.includes('"tailing"'),
+      );
+      writeFileSync(join(logs, "app.log"), "one\ntwo\n");
+      await valueWhen(
+        async () => swallowed.length,
+        (n) => n > 0,
+      ); // a batch is out, waiting for an ack that never comes
+      a.child.kill("SIGTERM");
+      expect(
+        await valueWhen(
+          () => knot.dig(svcName, "A"),
+          (v) => v.length === 0,
+        ),
+      ).toEqual([]);
+      expect(await knot.dig(svcName, "PTR")).toEqual([]);
+      expect(await a.exited).toBe(1); // the drain deadline: those lines are read again at the next start
+      expect(a.err()).toContain("drain did not finish in time");
+      expect(a.err().match(/deregistered from DNS/g)).toHaveLength(1);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 
   it("exec: on SIGTERM the records go at once, while the child is still draining", async () => {
