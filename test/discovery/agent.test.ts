@@ -45,6 +45,13 @@ const ddns = () => [
   knot.reverseZone,
 ];
 
+/** A name's A records once it is published (or gone), waiting on progress. */
+const addressWhen = (name: string, state: "published" | "gone") =>
+  valueWhen(
+    () => knot.dig(name, "A"),
+    (v) => (state === "published" ? v.length > 0 : v.length === 0),
+  );
+
 describe("run and exec publish the instance in DNS", () => {
   it("exec: registers from the Downward-API env after start, deregisters when the child exits", async () => {
     const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
@@ -241,12 +248,7 @@ describe("run and exec publish the instance in DNS", () => {
         { POD_NAMESPACE: "ops" },
       );
       const svcName = `stuck.ops.${knot.zone}`;
-      expect(
-        await valueWhen(
-          () => knot.dig(svcName, "A"),
-          (v) => v.length > 0,
-        ),
-      ).toEqual(["127.0.0.65"]);
+      expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.65"]);
       await valueWhen(
         async () => a.err(),
         (e) => e.includes('"tailing"'),
@@ -257,12 +259,7 @@ describe("run and exec publish the instance in DNS", () => {
         (n) => n > 0,
       ); // a batch is out, waiting for an ack that never comes
       a.child.kill("SIGTERM");
-      expect(
-        await valueWhen(
-          () => knot.dig(svcName, "A"),
-          (v) => v.length === 0,
-        ),
-      ).toEqual([]);
+      expect(await addressWhen(svcName, "gone")).toEqual([]);
       expect(await knot.dig(svcName, "PTR")).toEqual([]);
       expect(await a.exited).toBe(1); // the drain deadline: those lines are read again at the next start
       expect(a.err()).toContain("drain did not finish in time");
@@ -296,23 +293,13 @@ describe("run and exec publish the instance in DNS", () => {
       { POD_NAMESPACE: "shop" },
     );
     const svcName = `drainer.shop.${knot.zone}`;
-    expect(
-      await valueWhen(
-        () => knot.dig(svcName, "A"),
-        (v) => v.length > 0,
-      ),
-    ).toEqual(["127.0.0.64"]);
+    expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.64"]);
     await valueWhen(
       async () => a.out(),
       (o) => o.includes("up"),
     );
     a.child.kill("SIGTERM");
-    expect(
-      await valueWhen(
-        () => knot.dig(svcName, "A"),
-        (v) => v.length === 0,
-      ),
-    ).toEqual([]);
+    expect(await addressWhen(svcName, "gone")).toEqual([]);
     await valueWhen(
       async () => a.out(),
       (o) => o.includes("draining"),
