@@ -14,6 +14,8 @@ afterEach(() => {
 async function reader(path: string) {
   const got: string[] = [];
   const offsets: number[] = [];
+  /** Bytes of each batch handed on, newlines included. */
+  const batchBytes: number[] = [];
   let truncations = 0;
   const fh = await open(path, "r");
   const r = new FileReader(
@@ -24,15 +26,20 @@ async function reader(path: string) {
     0,
     1024,
     async (b: LineBatch) => {
-      for (const l of b.lines) got.push(l.bytes.toString());
+      let n = 0;
+      for (const l of b.lines) {
+        got.push(l.bytes.toString());
+        n += l.bytes.length + 1;
+      }
       offsets.push(b.endOffset);
+      batchBytes.push(n);
     },
   );
   r.onTruncate = async () => {
     truncations++;
     return false;
   };
-  return { r, got, offsets, truncations: () => truncations };
+  return { r, got, offsets, batchBytes, truncations: () => truncations };
 }
 
 describe("FileReader (real files)", () => {
@@ -71,25 +78,7 @@ describe("FileReader (real files)", () => {
       `line-${String(i).padStart(8, "0")}`.padEnd(99, "x"),
     );
     writeFileSync(path, `${lines.join("\n")}\n`);
-    const got: string[] = [];
-    const batchBytes: number[] = [];
-    const fh = await open(path, "r");
-    const r = new FileReader(
-      "1:1",
-      { key: "k", path, relPath: "a.log", channel: "file" },
-      fh,
-      0,
-      0,
-      1024,
-      async (b: LineBatch) => {
-        let n = 0;
-        for (const l of b.lines) {
-          got.push(l.bytes.toString());
-          n += l.bytes.length + 1;
-        }
-        batchBytes.push(n);
-      },
-    );
+    const { r, got, batchBytes } = await reader(path);
     r.knownSize = lines.length * 100; // as after a stat of the whole backlog
     for (let kicks = 0; got.length < lines.length && kicks < 10_000; kicks++) await r.kick();
     expect(got).toEqual(lines);
