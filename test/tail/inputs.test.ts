@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   countLines,
+  killStartedAgents,
   readStamped,
   readStampedSoFar,
   removeDir,
@@ -16,6 +17,7 @@ import { waitForCount } from "../helpers/progress.js";
 
 const dirs: string[] = [];
 afterEach(() => {
+  killStartedAgents(); // an agent a failed test left running, by PID
   for (const d of dirs.splice(0)) removeDir(d);
 });
 

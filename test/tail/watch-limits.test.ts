@@ -3,6 +3,7 @@ import { appendFileSync, chmodSync, mkdirSync, rmSync, writeFileSync } from "nod
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  killStartedAgents,
   readStamped,
   readStampedSoFar,
   removeDir,
@@ -15,6 +16,7 @@ import {
 
 const dirs: string[] = [];
 afterEach(() => {
+  killStartedAgents(); // an agent a failed test left running, by PID
   for (const d of dirs.splice(0)) removeDir(d);
 });
 
