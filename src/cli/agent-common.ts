@@ -37,6 +37,8 @@ export interface AgentParts {
    * at once, so nothing is sent to an instance that is going away and its records never outlive it.
    */
   onStopping: Array<() => void>;
+  /** exec: awaited before the first SIGTERM reaches the child (leaving DNS, then letting cached answers expire). */
+  beforeChildStop: Array<() => Promise<void>>;
 }
 
 /** Hooks other modules register to run once the agent's identity and pipeline exist (ledger, DNS). */
@@ -87,6 +89,7 @@ export async function startAgentCore(
     checkpoints,
     onStop: [],
     onStopping: [],
+    beforeChildStop: [],
   };
   for (const hook of AGENT_START_HOOKS) await hook(parts, opts.mode);
   log.info(

@@ -270,28 +270,19 @@ describe("run and exec publish the instance in DNS", () => {
     }
   });
 
-  it("exec: on SIGTERM the records go at once, while the child is still draining", async () => {
+  const drainingApp =
+    "console.log('up'); process.on('SIGTERM', () => { console.log('draining'); setTimeout(() => { console.log('bye'); process.exit(0); }, 2000); }); setInterval(() => {}, 1000);";
+  const drainer = (ip: string, stopDelay: string) => {
     const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
     dirs.push(state);
-    const app =
-      "console.log('up'); process.on('SIGTERM', () => { console.log('draining'); setTimeout(() => { console.log('bye'); process.exit(0); }, 2000); }); setInterval(() => {}, 1000);";
-    const a = agent(
-      [
-        "exec",
-        "--svc",
-        "drainer",
-        "--state-dir",
-        state,
-        "--advertise-ip",
-        "127.0.0.64",
-        ...ddns(),
-        "--",
-        "node",
-        "-e",
-        app,
-      ],
-      { POD_NAMESPACE: "shop" },
-    );
+    const extra = ["--state-dir", state, "--advertise-ip", ip, "--stop-delay", stopDelay, ...ddns()];
+    return agent(["exec", "--svc", "drainer", ...extra, "--", "node", "-e", drainingApp], {
+      POD_NAMESPACE: "shop",
+    });
+  };
+
+  it("exec: on SIGTERM the records go first; the child hears SIGTERM only after --stop-delay", async () => {
+    const a = drainer("127.0.0.64", "3s");
     const svcName = `drainer.shop.${knot.zone}`;
     expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.64"]);
     await valueWhen(
@@ -300,13 +291,36 @@ describe("run and exec publish the instance in DNS", () => {
     );
     a.child.kill("SIGTERM");
     expect(await addressWhen(svcName, "gone")).toEqual([]);
+    // Gone from DNS while the app still serves: it has not even been told to stop yet (3 s margin).
+    expect(a.out()).not.toContain("draining");
     await valueWhen(
       async () => a.out(),
       (o) => o.includes("draining"),
     );
-    expect(a.out()).not.toContain("bye"); // gone from DNS before the child finished
+    expect(a.out()).not.toContain("bye");
     expect(await a.exited).toBe(0);
     expect(a.out()).toContain("bye");
     expect(a.err().match(/deregistered from DNS/g)).toHaveLength(1);
+    expect(a.err()).toContain("passing SIGTERM to the child after the delay");
+  });
+
+  it("exec: a second SIGTERM during --stop-delay reaches the child at once", async () => {
+    const a = drainer("127.0.0.65", "10m");
+    const svcName = `drainer.shop.${knot.zone}`;
+    expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.65"]);
+    await valueWhen(
+      async () => a.out(),
+      (o) => o.includes("up"),
+    );
+    a.child.kill("SIGTERM");
+    await valueWhen(
+      async () => a.err(),
+      (e) => e.includes("passing SIGTERM to the child after the delay"),
+    );
+    expect(a.out()).not.toContain("draining");
+    a.child.kill("SIGTERM");
+    // Well inside the test timeout, far from the 10 minutes of the delay.
+    expect(await a.exited).toBe(0);
+    expect(a.out()).toContain("bye");
   });
 });
