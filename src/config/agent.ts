@@ -141,10 +141,10 @@ export const TAIL_SETTINGS: SettingDef[] = [
   {
     key: "watcher",
     kind: "enum",
-    choices: ["inotify", "chokidar"],
+    choices: ["inotify", "chokidar", "poll"],
     default: "inotify",
     description:
-      "how folders are found: one native inotify watch per folder (default), or chokidar (re-lists a folder on every change in it: about twice the CPU per line)",
+      "how folders and new lines are found: one native inotify watch per folder (default), chokidar (re-lists a folder on every change in it: about twice the CPU per line), or poll (no inotify: every folder listed and every file looked at each --poll-interval; the least CPU per line at low rates, lines arrive up to one interval later; also for filesystems without inotify)",
   },
   {
     key: "checkpointInterval",
@@ -174,7 +174,7 @@ export interface AgentConfig {
   pollInterval: number;
   readDelay: number;
   checkpointInterval: number;
-  watcher: "inotify" | "chokidar";
+  watcher: "inotify" | "chokidar" | "poll";
 }
 
 /**

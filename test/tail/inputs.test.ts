@@ -1,4 +1,14 @@
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -144,7 +154,7 @@ describe("bad input", () => {
 });
 
 describe("files, folders and links", () => {
-  it.each(["inotify", "chokidar"])(
+  it.each(["inotify", "chokidar", "poll"])(
     "--watcher %s: picks up files and folders created later (also removed and made again); include/exclude; symlink escapes reported, inner links read once",
     async (watcher) => {
       const d = setup(["--metrics-port", "0", "--log-level", "info", "--watcher", watcher]);
@@ -181,7 +191,7 @@ describe("files, folders and links", () => {
     },
   );
 
-  it.each(["inotify", "chokidar"])(
+  it.each(["inotify", "chokidar", "poll"])(
     "--watcher %s: every file deep in the tree is open before 'tailing' (rotated away right after: still read)",
     async (watcher) => {
       const d = setup(["--log-level", "info", "--watcher", watcher]);
@@ -208,6 +218,26 @@ describe("files, folders and links", () => {
       expect(texts.length).toBe(200);
     },
     60_000,
+  );
+
+  it.each(["inotify", "poll"])(
+    "--watcher %s: a file with 40 hard links and 40 symlinks is read once (its names are checked at the same time)",
+    async (watcher) => {
+      const d = setup(["--watcher", watcher]);
+      const file = join(d.logs, "a.log");
+      writeFileSync(file, "l1\nl2\n");
+      for (let k = 0; k < 40; k++) {
+        linkSync(file, join(d.logs, `hard${k}.log`));
+        symlinkSync(file, join(d.logs, `soft${k}.log`));
+      }
+      const agent = startCli(d.args);
+      await agent.waitForLog("tailing");
+      appendFileSync(file, "l3\n");
+      await until(() => readStampedSoFar(d.out).some((l) => l.text === "l3"));
+      await stopAgent(agent); // reads every open file to its end: a second reader's lines would show below
+      // Before the fix each name that lost the race got its own reader: 41 streams, every line 41 times.
+      expect(readStamped(d.out).map((l) => l.text)).toEqual(["l1", "l2", "l3"]);
+    },
   );
 
   it("2,000 files at once: every line once", async () => {

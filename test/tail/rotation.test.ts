@@ -38,8 +38,10 @@ function setup() {
   return { root, logs: join(root, "logs"), out: join(root, "out"), state: join(root, "state") };
 }
 
-const agentArgs = (d: ReturnType<typeof setup>) => [
+const agentArgs = (d: ReturnType<typeof setup>, watcher = "inotify") => [
   "run",
+  "--watcher",
+  watcher,
   "--watch",
   d.logs,
   "--output",
@@ -54,12 +56,13 @@ const agentArgs = (d: ReturnType<typeof setup>) => [
   "100ms",
 ];
 
-describe("rotation under a 20k lines/s writer", () => {
+// --watcher poll finds renames, new files and truncations only by looking every --poll-interval: the same cases.
+describe.each(["inotify", "poll"])("rotation under a 20k lines/s writer, --watcher %s", (watcher) => {
   it("rename rotation: every line exactly once, one output file per stream", async () => {
     const d = setup();
     const { mkdirSync } = await import("node:fs");
     mkdirSync(d.logs);
-    const agent = startCli(agentArgs(d));
+    const agent = startCli(agentArgs(d, watcher));
     await agent.waitForLog("tailing");
     // Two files at 10k lines/s each, both rotating by rename every 7,000 lines.
     const total = 60_000;
@@ -100,7 +103,7 @@ describe("rotation under a 20k lines/s writer", () => {
   it("copytruncate: restarts the file at 0; the copy closes the race: every line exactly once, none broken", async () => {
     const d = setup();
     mkdirSync(d.logs);
-    const agent = startCli(agentArgs(d));
+    const agent = startCli(agentArgs(d, watcher));
     await agent.waitForLog("tailing");
     const total = 40_000;
     const w = await runWriter([join(d.logs, "app.log"), total, 20_000, "copytruncate", 10_000, "c"]);

@@ -57,6 +57,8 @@ export class FileReader {
   /** The first bytes this reader read itself, contiguous from 0 (the digest grows with them up to 256). */
   private head: Buffer | undefined;
   knownSize = 0;
+  /** The file's mtime at the tailer's last look (a poll finding the same size and mtime reads nothing). */
+  seenMtimeMs: number | undefined;
   /**
    * Called when the file shrank below what was read (copytruncate), before reading restarts at 0, with the
    * first byte not yet handed on. Resolves true when a copy of the file took over the bytes from there (the

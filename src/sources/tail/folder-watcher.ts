@@ -10,7 +10,7 @@ import { idOf } from "./rotated-files.js";
 
 /** What the folder watcher needs from the tailer. */
 export interface FolderWatchHost {
-  watcher: "inotify" | "chokidar" | undefined;
+  watcher: "inotify" | "chokidar" | "poll" | undefined;
   log: Logger;
   stopped: () => boolean;
   rootOf: (path: string) => number;
@@ -32,7 +32,7 @@ export class FolderWatcher {
   readonly dirWatchers = new Map<string, FsWatcher>();
   /** The identity (device + inode) of each watched folder when its watch was made. */
   private readonly dirIds = new Map<string, string>();
-  /** Folders the kernel would not watch (inotify limit, permission): listed on every poll instead. */
+  /** Folders the kernel would not watch (inotify limit, permission), or all with --watcher poll: listed on every poll. */
   readonly polledDirs = new Set<string>();
   private scans: Promise<void>[] = [];
   private initialDone = false;
@@ -78,8 +78,10 @@ export class FolderWatcher {
 
   /** Every poll: retry missing watches; now and then re-list every folder (safety net for lost events). */
   poll(relist: boolean): void {
-    for (const r of this.roots) if (!this.dirWatchers.has(r)) this.watchDir(r, true);
+    for (const r of this.roots)
+      if (!this.dirWatchers.has(r) && !this.polledDirs.has(r)) this.watchDir(r, true);
     for (const dir of [...this.polledDirs]) this.watchDir(dir, true);
+    if (this.host.watcher === "poll") return; // every folder was just listed
     if (relist)
       for (const dir of [...this.dirWatchers.keys()]) void this.recheckDir(dir).then(() => this.scanDir(dir));
   }
@@ -102,6 +104,13 @@ export class FolderWatcher {
    */
   watchDir(dir: string, retry = false): void {
     if (this.dirWatchers.has(dir) || this.host.stopped() || (this.polledDirs.has(dir) && !retry)) return;
+    if (this.host.watcher === "poll") {
+      // --watcher poll: no inotify at all; every folder is listed on every poll (not a failure: not counted).
+      this.polledDirs.add(dir);
+      const scan = this.scanDir(dir);
+      if (!this.initialDone) this.scans.push(scan);
+      return;
+    }
     try {
       const id = idOf(statSync(dir));
       const w = fsWatch(dir, { persistent: true }, (event, name) => {

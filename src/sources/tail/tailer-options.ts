@@ -30,7 +30,7 @@ export interface TailerOptions {
    */
   ownedSince?: number;
   /** How folders are found: native inotify watches (default) or chokidar. */
-  watcher?: "inotify" | "chokidar";
+  watcher?: "inotify" | "chokidar" | "poll";
   /** Paths never read (the agent's own outputs and state inside a watched folder; see src/cli/own-output.ts). */
   skip?: (path: string) => boolean;
   /** Reads at once, at most (bounds memory with thousands of files). */

@@ -257,15 +257,27 @@ export class Tailer implements RecoveryContext {
       // The name was rotated again between stat and open: decide again on what it is now.
       if (opened === "moved") return retries < 3 ? this.checkNow(path, retries + 1) : undefined;
       if (!opened) return;
-      r = opened;
-      this.register(r, path);
-      // Order within a stream: the file rotated away under this name is read to its end first.
-      const before = this.predecessors.get(path);
-      if (before) r.gate = before;
-      else if (this.startGate) r.gate = this.startGate;
+      // Another name of the same file (a symlink, a hard link) was opened meanwhile by a concurrent check of that
+      // name: one reader per file, else its lines go out twice (seen with --watcher poll on a loaded machine).
+      const other = this.byInode.get(id);
+      if (other) {
+        await opened.close();
+        r = other;
+      } else {
+        r = opened;
+        this.register(r, path);
+        // Order within a stream: the file rotated away under this name is read to its end first.
+        const before = this.predecessors.get(path);
+        if (before) r.gate = before;
+        else if (this.startGate) r.gate = this.startGate;
+      }
     }
     if (r.stream.path !== path) return; // the same file under a second name (rename rotation, hard link): read once
     r.knownSize = st.size;
+    // Unchanged since the last look (size = what was read, same mtime): no read, so an idle file costs one lstat
+    // per poll, not two reads and an fstat. A rewrite to the same size changes the mtime.
+    if (st.size === r.position && st.mtimeMs === r.seenMtimeMs) return;
+    r.seenMtimeMs = st.mtimeMs;
     // A size below what was read may be a stale stat (the reader went on meanwhile); the reader itself decides
     // truncation from fstat right after a read hit the end.
     this.kick(r);
