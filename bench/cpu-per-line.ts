@@ -9,6 +9,9 @@
  *   exec      `ikontainer exec --output file:OUT -- node writer - RATE`: the writer is the agent's child and
  *             writes to its stdout (the agent also copies each line to its own stdout, here /dev/null)
  *   tail-sed  reference: `tail -F -n +1 IN/app.log | stdbuf -oL sed 's/$/TAG/' > OUT/app.log`, same writer
+ *   node-watch  floor reference: a bare Node process with one fs.watch on IN and a no-op callback, same writer
+ *             (what any Node agent pays per inotify event before doing anything); it writes nothing, so its
+ *             µs/line divides by the lines written in the window (RATE × --seconds)
  *   run:NAME  with --variant NAME=ARGS: `run` with extra agent flags, to find where the per-event cost goes
  *             (e.g. --conditions run --variant "delay100=--read-delay 100")
  * Every line is its own write(2) of 100 bytes. Measured: utime+stime (field 14+15 of /proc/PID/stat) of the agent
@@ -201,16 +204,27 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
       procs.push(tail, sed);
       procs.push(spawn(process.execPath, [WRITER, file, String(rate), writeFor], { stdio: "ignore" }));
       measured = [tail.pid!, sed.pid!];
+    } else if (condition === "node-watch") {
+      const file = join(inDir, "app.log");
+      writeFileSync(file, "");
+      const watchOnly = `require("node:fs").watch(${JSON.stringify(inDir)}, () => {}); console.log("watching");`;
+      const w = spawn(process.execPath, ["-e", watchOnly], { stdio: ["ignore", "pipe", "ignore"] });
+      procs.push(w);
+      await new Promise<void>((r) => w.stdout!.once("data", () => r()));
+      procs.push(spawn(process.execPath, [WRITER, file, String(rate), writeFor], { stdio: "ignore" }));
+      measured = [w.pid!];
     } else throw new Error(`unknown condition ${condition}`);
-    await firstOutput(out, procs);
+    if (condition === "node-watch")
+      await sleep(500); // no output to wait for: the writer's first lines
+    else await firstOutput(out, procs);
     await sleep(WARM * 1000);
     const cpu0 = measured.reduce((s, p) => s + ownCpu(p), 0);
     const bytes0 = dirBytes(out);
     await sleep(SECONDS * 1000);
     const cpu1 = measured.reduce((s, p) => s + ownCpu(p), 0);
     const bytes1 = dirBytes(out);
-    const lineBytes = firstLineBytes(out);
-    const linesOut = Math.round((bytes1 - bytes0) / lineBytes);
+    const linesOut =
+      condition === "node-watch" ? rate * SECONDS : Math.round((bytes1 - bytes0) / firstLineBytes(out));
     return {
       condition,
       rate,

@@ -18,13 +18,27 @@ import { removeDir, tempDir, untilProgress } from "../helpers/agent.js";
 const hook = vi.hoisted(() => ({
   /** Called before each read at position 0 of a file opened through fs/promises, with its path. */
   onHeadRead: undefined as ((path: string) => void) | undefined,
+  /** Descriptors of the files opened through fs/promises (the reader's synchronous reads use the descriptor). */
+  paths: new Map<number, string>(),
 }));
+
+// The file reader reads with readSync on the descriptor of a FileHandle: the same hook there.
+vi.mock("node:fs", async (importOriginal) => {
+  const real = await importOriginal<typeof import("node:fs")>();
+  const readSync = ((fd: number, ...rest: unknown[]) => {
+    const path = hook.paths.get(fd);
+    if (path !== undefined && rest[3] === 0) hook.onHeadRead?.(path);
+    return (real.readSync as (...a: unknown[]) => number)(fd, ...rest);
+  }) as typeof real.readSync;
+  return { ...real, readSync, default: { ...real, readSync } };
+});
 
 vi.mock("node:fs/promises", async (importOriginal) => {
   const real = await importOriginal<typeof import("node:fs/promises")>();
   const open = async (...args: Parameters<typeof real.open>) => {
     const fh = await real.open(...args);
     const path = String(args[0]);
+    hook.paths.set(fh.fd, path);
     const read = fh.read.bind(fh) as (...a: unknown[]) => ReturnType<typeof fh.read>;
     Object.assign(fh, {
       read: (...a: unknown[]) => {

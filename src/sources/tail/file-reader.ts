@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
+import { fstatSync, readSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { LineBatch, LogLine, StreamInfo } from "../../core/record.js";
 import { metrics } from "../../observe/metrics.js";
 import { LineSplitter } from "../line-splitter.js";
@@ -10,6 +12,10 @@ export const FINGERPRINT_BYTES = 256;
 // reads leave big batches for V8 to hold; 64 KiB read a 1,000,000-line backlog at the same rate and CPU with a
 // median peak RSS of ~91 instead of ~120 MiB (bench/sidecar-memory.ts). 32 KiB (~82 MiB) cost 20-40% of lines/s:
 // each read and each sink write is a thread-pool round trip.
+//
+// Reads are synchronous pread(2)s of at most MAX_CHUNK from the page cache: a few µs each, where a thread-pool
+// round trip (fs/promises) costs two thread wake-ups, which dominated the CPU per line at low rates. The price:
+// a log file on a stalled network filesystem stalls the agent's loop (local disks and emptyDir volumes do not).
 const MAX_CHUNK = 64 * 1024;
 const MIN_CHUNK = 4 * 1024;
 
@@ -118,7 +124,7 @@ export class FileReader {
   async updateFingerprint(): Promise<void> {
     if (this.fpLen >= FINGERPRINT_BYTES || this.head) return;
     const buf = Buffer.alloc(FINGERPRINT_BYTES);
-    const { bytesRead } = await this.fh.read(buf, 0, FINGERPRINT_BYTES, 0);
+    const bytesRead = readSync(this.fh.fd, buf, 0, FINGERPRINT_BYTES, 0);
     if (this.fp && this.fpLen > 0) {
       if (bytesRead < this.fpLen || fingerprint(buf.subarray(0, this.fpLen)) !== this.fp) {
         this.truncatePending = true;
@@ -161,7 +167,7 @@ export class FileReader {
   private async replacedUnderUs(): Promise<boolean> {
     if (!this.fp || this.fpLen === 0 || this.readPos < this.fpLen) return false;
     const buf = Buffer.alloc(this.fpLen);
-    const { bytesRead } = await this.fh.read(buf, 0, this.fpLen, 0);
+    const bytesRead = readSync(this.fh.fd, buf, 0, this.fpLen, 0);
     return bytesRead < this.fpLen || fingerprint(buf) !== this.fp;
   }
 
@@ -183,13 +189,13 @@ export class FileReader {
           ),
         );
         const buf = Buffer.allocUnsafe(want);
-        const { bytesRead } = await this.fh.read(buf, 0, want, this.readPos);
+        const bytesRead = readSync(this.fh.fd, buf, 0, want, this.readPos);
         this.lastWant = want;
         this.lastFull = bytesRead === want;
         if (bytesRead === 0) {
           // At the end: did the file shrink below what we read (copytruncate)? fstat after a 0-byte read is
           // exact for this descriptor; a stat taken before our last read is not.
-          const { size } = await this.fh.stat();
+          const { size } = fstatSync(this.fh.fd);
           if (size < this.readPos) {
             this.truncatePending = true;
             continue;
@@ -210,6 +216,9 @@ export class FileReader {
         // A short read reached the end as it was: the next change event (or the poll) reads on, and a read
         // that finds nothing there decides truncation. (Reading again now would cost a read and an fstat.)
         if (bytesRead < want) break;
+        // A backlog: reads are synchronous and a sink may accept at once, so let timers, signals and other
+        // files' events in between two full reads (one setImmediate, no thread wake-up).
+        await nextTurn();
       }
     } while (this.again || this.truncatePending);
   }
