@@ -15,6 +15,16 @@ export const DEFAULT_EXCLUDE = [
 ];
 
 /** Settings shared by `run` and `exec`. */
+/** `run` and `exec`: batching reads of new output. */
+export const READ_DELAY_SETTING: SettingDef = {
+  key: "readDelay",
+  kind: "duration",
+  arg: "DURATION",
+  default: 25,
+  description:
+    "wait this long after new output (a file changed; exec: the child wrote a little) before reading it, so lines written close together are read, tagged and written at once (less CPU per line; adds at most this to the delivery delay; 0: read at once)",
+};
+
 export const AGENT_SETTINGS: SettingDef[] = [
   {
     key: "stateDir",
@@ -130,14 +140,7 @@ export const TAIL_SETTINGS: SettingDef[] = [
     default: 1000,
     description: "safety-net rescan of watched files (events are primary)",
   },
-  {
-    key: "readDelay",
-    kind: "duration",
-    arg: "DURATION",
-    default: 25,
-    description:
-      "wait this long after a file changes before reading it, so lines written close together are read, tagged and written at once (less CPU per line; adds at most this to the delivery delay; 0: read at once)",
-  },
+  READ_DELAY_SETTING,
   {
     key: "watcher",
     kind: "enum",

@@ -17,6 +17,9 @@ export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
   "SIGWINCH",
 ];
 
+/** A pipe read smaller than this is a quiet moment, after which the read delay applies (see pump). */
+const SMALL_CHUNK = 16 * 1024;
+
 export interface ExecResult {
   /** Exit code to leave with: the child's code, or 128 + signal number when a signal ended it (shell convention). */
   code: number;
@@ -41,6 +44,8 @@ export class ExecSource {
      * new connection reaches an app that stopped accepting). A second SIGTERM, or SIGINT, passes at once.
      */
     private readonly beforeStop?: () => Promise<void>,
+    /** After a small chunk, stop reading the pipe this long (--read-delay): lines written close together come in one read. */
+    private readonly readDelayMs = 0,
   ) {}
 
   start(): Promise<ExecResult> {
@@ -121,14 +126,34 @@ export class ExecSource {
         endPart: splitter.pieces,
         readAt: Date.now(),
       };
+      inFlight++;
       input.pause();
       chain = chain
         .then(() => this.submit(batch))
         .then(() => {
-          input.resume();
+          inFlight--;
+          resumeIfFree();
         });
     };
-    input.on("data", (chunk: Buffer) => send(splitter.push(chunk), false));
+    // Reading resumes once the sinks took the last batch and the read delay is over. While paused the pipe is not
+    // read at all (no wake-up per write of the child); a big chunk means a burst, which is read on at once (a
+    // paused pipe would block a fast writer).
+    let inFlight = 0;
+    let delaying = false;
+    const resumeIfFree = () => {
+      if (inFlight === 0 && !delaying) input.resume();
+    };
+    input.on("data", (chunk: Buffer) => {
+      send(splitter.push(chunk), false);
+      if (this.readDelayMs > 0 && !delaying && chunk.length < SMALL_CHUNK) {
+        delaying = true;
+        input.pause();
+        setTimeout(() => {
+          delaying = false;
+          resumeIfFree();
+        }, this.readDelayMs);
+      }
+    });
     return new Promise((resolve, reject) => {
       input.once("end", () => {
         send(splitter.flush(), true);
