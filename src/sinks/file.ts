@@ -16,6 +16,9 @@ import { metrics } from "../observe/metrics.js";
 import type { BatchEncoder } from "../transforms/tag.js";
 import type { PersistSinkValue, Sink, SinkReceipt } from "./sink.js";
 
+/** Output batches smaller than this are written synchronously (see write). */
+const SYNC_WRITE_BYTES = 32 * 1024;
+
 interface Output {
   fh: FileHandle;
   size: number;
@@ -148,9 +151,15 @@ export class FileSink implements Sink {
         out.size = now;
       }
       let written = 0;
-      // Synchronous pwrite(2) into the page cache, like the reads: cheaper than a thread-pool round trip per batch.
-      while (written < bytes.length)
-        written += writeSync(out.fh.fd, bytes, written, bytes.length - written, out.size + written);
+      // A small batch (steady low rate): a synchronous pwrite(2) into the page cache, cheaper than a thread-pool
+      // round trip. A big one (catching up): through the thread pool, overlapping with the next read's work.
+      while (written < bytes.length) {
+        const at = out.size + written;
+        written +=
+          bytes.length < SYNC_WRITE_BYTES
+            ? writeSync(out.fh.fd, bytes, written, bytes.length - written, at)
+            : (await out.fh.write(bytes, written, bytes.length - written, at)).bytesWritten;
+      }
       out.size += bytes.length;
       return out.size;
     });

@@ -13,9 +13,9 @@ export const FINGERPRINT_BYTES = 256;
 // median peak RSS of ~91 instead of ~120 MiB (bench/sidecar-memory.ts). 32 KiB (~82 MiB) cost 20-40% of lines/s:
 // each read and each sink write is a thread-pool round trip.
 //
-// Reads are synchronous pread(2)s of at most MAX_CHUNK from the page cache: a few µs each, where a thread-pool
-// round trip (fs/promises) costs two thread wake-ups, which dominated the CPU per line at low rates. The price:
-// a log file on a stalled network filesystem stalls the agent's loop (local disks and emptyDir volumes do not).
+// Steady reads are synchronous pread(2)s from the page cache: a few µs each, where a thread-pool round trip
+// (fs/promises) costs two thread wake-ups, which dominated the CPU per line at low rates. Catch-up reads stay in
+// the thread pool (see drain). The price: a stalled network filesystem stalls the agent's loop.
 const MAX_CHUNK = 64 * 1024;
 const MIN_CHUNK = 4 * 1024;
 
@@ -189,7 +189,12 @@ export class FileReader {
           ),
         );
         const buf = Buffer.allocUnsafe(want);
-        const bytesRead = readSync(this.fh.fd, buf, 0, want, this.readPos);
+        // Catching up (the last read filled its buffer): a thread-pool read, which overlaps with tagging and
+        // writing on the other core; a backlog ran 18% slower with synchronous reads. Else a synchronous one.
+        const pooled = this.lastFull;
+        const bytesRead = pooled
+          ? (await this.fh.read(buf, 0, want, this.readPos)).bytesRead
+          : readSync(this.fh.fd, buf, 0, want, this.readPos);
         this.lastWant = want;
         this.lastFull = bytesRead === want;
         if (bytesRead === 0) {
@@ -216,9 +221,9 @@ export class FileReader {
         // A short read reached the end as it was: the next change event (or the poll) reads on, and a read
         // that finds nothing there decides truncation. (Reading again now would cost a read and an fstat.)
         if (bytesRead < want) break;
-        // A backlog: reads are synchronous and a sink may accept at once, so let timers, signals and other
-        // files' events in between two full reads (one setImmediate, no thread wake-up).
-        await nextTurn();
+        // A full synchronous read: let timers, signals and other files' events in before going on (the sink may
+        // have accepted at once, so nothing else yielded); the next read goes through the thread pool.
+        if (!pooled) await nextTurn();
       }
     } while (this.again || this.truncatePending);
   }
