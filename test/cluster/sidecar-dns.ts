@@ -241,19 +241,42 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
       expect(await k.dig(nameOf(gone), "ANY")).toEqual([]);
       const ptr = await k.dig(ptrOf(gone.status.podIP!), "PTR");
       expect(ptr).not.toContain(`${nameOf(gone)}.`);
+      // the replacement usually gets another address; delete replacements (each deregisters at SIGTERM) until
+      // host-local wraps round the small range and hands one the deleted pod's IP (issue 12 item 2d)
+      const oldIp = gone.status.podIP!;
+      const seen = new Set(pods.map((p) => p.metadata.uid));
       let fresh: Pod | undefined;
-      await waitUntil("the replacement pod", () => {
-        fresh = webPods(c).find((p) => !pods.some((q) => q.metadata.uid === p.metadata.uid));
-        return fresh !== undefined;
-      });
-      await waitUntil("the replacement's CUID", () => {
-        try {
-          cuids.set(fresh!.metadata.name, cuidOf(fresh!));
-          return true;
-        } catch {
-          return false;
+      for (let n = 1; n <= 12; n++) {
+        let next: Pod | undefined;
+        await waitUntil("the replacement pod", () => {
+          next = webPods(c).find((p) => !seen.has(p.metadata.uid));
+          return next !== undefined;
+        });
+        seen.add(next!.metadata.uid);
+        await waitUntil("the replacement's CUID", () => {
+          try {
+            cuids.set(next!.metadata.name, cuidOf(next!));
+            return true;
+          } catch {
+            return false;
+          }
+        });
+        if (next!.status.podIP === oldIp) {
+          fresh = next;
+          break;
         }
-      });
+        await waitUntil(
+          `${nameOf(next!)} in Knot`,
+          async () => (await k.dig(nameOf(next!), "A")).length > 0,
+          {
+            stallMs: 60_000,
+          },
+        );
+        c.kubectl(["-n", NS, "delete", "pod", next!.metadata.name, "--grace-period=8", "--wait=true"]);
+        expect(await k.dig(nameOf(next!), "ANY"), "a deleted replacement's records go").toEqual([]);
+        cuids.delete(next!.metadata.name);
+      }
+      expect(fresh, `a new pod got the deleted pod's IP ${oldIp}`).toBeDefined();
       expect([...cuids.values()].filter((x) => x === cuids.get(fresh!.metadata.name))).toHaveLength(1);
       await waitUntil(
         `${nameOf(fresh!)} in Knot`,
@@ -262,7 +285,20 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
           stallMs: 60_000,
         },
       );
-      expect(await k.dig(nameOf(fresh!), "A")).toEqual([fresh!.status.podIP]);
+      // the IP's new owner has its own records only: A, PTR and TXT with its CUID, nothing of the old instance
+      expect(await k.dig(nameOf(fresh!), "A")).toEqual([oldIp]);
+      expect(await k.dig(nameOf(gone), "ANY")).toEqual([]);
+      await waitUntil("the reused IP's PTR names only the new instance", async () => {
+        const ptrNow = await k.dig(ptrOf(oldIp), "PTR");
+        return ptrNow.length > 0;
+      });
+      expect(await k.dig(ptrOf(oldIp), "PTR")).toEqual([`${nameOf(fresh!)}.`]);
+      const freshTxt = (await k.dig(nameOf(fresh!), "TXT")).join(" ");
+      expect(freshTxt).toContain(`"cuid=${cuids.get(fresh!.metadata.name)}"`);
+      expect(freshTxt).toContain(`"pod=${fresh!.metadata.name}"`);
+      expect(freshTxt).not.toContain(cuids.get(gone.metadata.name)!);
+      expect(nslookup(c, pods[0]!, "ptr", ptrOf(oldIp))).toContain(nameOf(fresh!));
+      expect(nslookup(c, pods[0]!, "ptr", ptrOf(oldIp))).not.toContain(nameOf(gone));
       expect(await k.dig(nameOf(pods[0]!), "A")).toEqual([pods[0]!.status.podIP]);
       // resolve (here from the host) follows the Deployment as it is scaled out and in
       const resolvedCuids = (): string[] => {
