@@ -265,12 +265,14 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
           fresh = next;
           break;
         }
+        // its registration complete (A, TXT and the PTR of its IP) before it is deleted
         await waitUntil(
-          `${nameOf(next!)} in Knot`,
-          async () => (await k.dig(nameOf(next!), "A")).length > 0,
-          {
-            stallMs: 60_000,
-          },
+          `${nameOf(next!)} registered`,
+          async () =>
+            (await k.dig(nameOf(next!), "A")).length > 0 &&
+            (await k.dig(nameOf(next!), "TXT")).length > 0 &&
+            (await k.dig(ptrOf(next!.status.podIP!), "PTR")).includes(`${nameOf(next!)}.`),
+          { stallMs: 60_000 },
         );
         c.kubectl(["-n", NS, "delete", "pod", next!.metadata.name, "--grace-period=8", "--wait=true"]);
         expect(await k.dig(nameOf(next!), "ANY"), "a deleted replacement's records go").toEqual([]);
