@@ -8,12 +8,13 @@
  *          [--settings default,semi8] [--builds dist,bundle]
  *
  * Builds of the agent: dist (tsc output, one file per module) and bundle (scripts/bundle.mjs: the esbuild bundle
- * the image runs, dist-bundle/cli/main.js); both run from this checkout's node_modules.
+ * the image runs, dist-bundle/cli/main.js); both run from this checkout's node_modules. `--builds NAME=PATH` adds
+ * another (say a bundle of an older revision, for an A/B in the same run).
  *
  * Settings (node options, the same for `node -e` and for the agent):
  *   default           none
  *   semi1             --max-semi-space-size=1 (young generation 1 MiB per semi-space instead of up to 16)
- *   semi4, semi8      --max-semi-space-size=4 / 8 (in between)
+ *   semi2, semi4, semi8  --max-semi-space-size=2 / 4 / 8 (in between)
  *   old64             --max-old-space-size=64
  *   semi1-old64       both
  *   optsize           --optimize-for-size
@@ -46,6 +47,7 @@ const HOLD_MS = 2_000;
 const SETTINGS: Record<string, string[]> = {
   default: [],
   semi1: ["--max-semi-space-size=1"],
+  semi2: ["--max-semi-space-size=2"],
   semi4: ["--max-semi-space-size=4"],
   semi8: ["--max-semi-space-size=8"],
   old64: ["--max-old-space-size=64"],
@@ -65,7 +67,12 @@ const { values: args } = parseArgs({
 });
 /** --settings a,b: only these settings (default: all). */
 const CHOSEN = args.settings ? args.settings.split(",") : Object.keys(SETTINGS);
-const CHOSEN_BUILDS = args.builds.split(",");
+// A build may also be given as NAME=PATH (e.g. a bundle of another revision, for an A/B in the same run).
+const CHOSEN_BUILDS = args.builds.split(",").map((b) => {
+  const [name, path] = b.split("=") as [string, string | undefined];
+  if (path) BUILDS[name] = resolve(path);
+  return name;
+});
 for (const b of CHOSEN_BUILDS)
   if (!BUILDS[b] || !existsSync(BUILDS[b]!)) throw new Error(`no build ${b} (${BUILDS[b]})`);
 const REPS = Number(args.reps);

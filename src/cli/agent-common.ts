@@ -32,6 +32,13 @@ export interface AgentParts {
   checkpoints: CheckpointStore | undefined;
   /** Functions run at clean stop, last registered first (DNS deregistration, ledger stop, …). */
   onStop: Array<() => Promise<void>>;
+  /**
+   * Called the moment a stop begins, before the drain (which may run into the stop deadline): e.g. leaving DNS
+   * at once, so nothing is sent to an instance that is going away and its records never outlive it.
+   */
+  onStopping: Array<() => void>;
+  /** exec: awaited before the first SIGTERM reaches the child (leaving DNS, then letting cached answers expire). */
+  beforeChildStop: Array<() => Promise<void>>;
 }
 
 /** Hooks other modules register to run once the agent's identity and pipeline exist (ledger, DNS). */
@@ -72,7 +79,18 @@ export async function startAgentCore(
   await pipeline.recover();
   // Written before the first output byte, so even the very first start counts as "has a checkpoint".
   checkpoints?.flush(true);
-  const parts: AgentParts = { config, settings, log, cuid, structured, pipeline, checkpoints, onStop: [] };
+  const parts: AgentParts = {
+    config,
+    settings,
+    log,
+    cuid,
+    structured,
+    pipeline,
+    checkpoints,
+    onStop: [],
+    onStopping: [],
+    beforeChildStop: [],
+  };
   for (const hook of AGENT_START_HOOKS) await hook(parts, opts.mode);
   log.info(
     { cuid: cuid.cuid, svc: config.svc, outputs: sinks.map((s) => s.id), mode: opts.mode },

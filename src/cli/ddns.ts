@@ -39,11 +39,24 @@ AGENT_START_HOOKS.push(async (parts, mode) => {
       });
     };
     process.once("SIGTERM", onTerm);
+    // The child hears SIGTERM only after we left DNS and answers cached before that expired: an app that stops
+    // accepting (or closes idle connections) at SIGTERM would otherwise reset connections still routed to it.
+    const delay =
+      (parts.settings.stopDelay as number | undefined) ?? (parts.settings.dnsTtl as number) + 1000;
+    parts.beforeChildStop.push(async () => {
+      await stop();
+      if (delay <= 0) return;
+      parts.log.info({ delayMs: delay }, "left DNS; passing SIGTERM to the child after the delay");
+      await new Promise((r) => setTimeout(r, delay).unref()); // the child's own exit must not wait for it
+    });
     parts.onStop.push(async () => {
       process.off("SIGTERM", onTerm);
       await stop();
     });
   } else {
+    // Leave DNS when the stop begins, not after the drain: a drain that runs into the stop deadline (a sink that
+    // does not answer) must not leave this instance's records behind, pointing at an IP the next pod may get.
+    parts.onStopping.push(() => void stop());
     parts.onStop.push(async () => {
       await stop();
     });

@@ -120,6 +120,7 @@ async function runAgent(
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
+      for (const f of parts.onStopping) f();
       log.info({ signal }, "stopping: draining open files");
       const hard = setTimeout(() => {
         log.error(

@@ -92,6 +92,17 @@ export const DDNS_SETTINGS: SettingDef[] = [
   },
 ];
 
+/** `exec` only: the wrapper holds the child's SIGTERM until the instance has left DNS and caches expired. */
+export const STOP_DELAY_SETTING: SettingDef = {
+  key: "stopDelay",
+  kind: "duration",
+  arg: "DURATION",
+  description:
+    "with --ddns-server: on SIGTERM leave DNS first, then wait this long before passing SIGTERM to the child, so " +
+    "answers cached for --dns-ttl expire while the app still accepts connections; a second SIGTERM passes at " +
+    "once (default: --dns-ttl + 1s; 0 passes it at once)",
+};
+
 /** Settings of the discovery commands (resolve, proxy, ambassador). */
 export const DISCOVERY_SETTINGS: SettingDef[] = [
   {

@@ -36,6 +36,11 @@ export class ExecSource {
     private readonly submit: (batch: LineBatch) => Promise<void>,
     /** The child's environment (the CLI passes ours without the agent's secrets). */
     private readonly env: NodeJS.ProcessEnv = process.env,
+    /**
+     * Awaited before the first SIGTERM reaches the child (e.g. leave DNS and let cached answers expire, so no
+     * new connection reaches an app that stopped accepting). A second SIGTERM, or SIGINT, passes at once.
+     */
+    private readonly beforeStop?: () => Promise<void>,
   ) {}
 
   start(): Promise<ExecResult> {
@@ -48,8 +53,20 @@ export class ExecSource {
     } catch (e) {
       throw ERR_EXEC_SPAWN(`cannot start "${this.command}": ${(e as Error).message}`, e);
     }
-    const forward = (sig: NodeJS.Signals) => () => {
+    const send = (sig: NodeJS.Signals) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    };
+    let stopHeld = false;
+    const forward = (sig: NodeJS.Signals) => () => {
+      if (sig === "SIGTERM" && this.beforeStop && !stopHeld) {
+        stopHeld = true;
+        void this.beforeStop().then(
+          () => send(sig),
+          () => send(sig),
+        );
+        return;
+      }
+      send(sig);
     };
     const handlers = FORWARDED_SIGNALS.map((s) => [s, forward(s)] as const);
     for (const [s, h] of handlers) process.on(s, h);

@@ -4,11 +4,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadAgentConfig, svcFromEnv } from "../../src/config/agent.js";
 import { parseDuration, parseHostPort, parseSize } from "../../src/config/units.js";
 import { IkontainerError } from "../../src/core/errors.js";
-import { removeDir, runCli, startCli, stopAgent, tempDir } from "../helpers/agent.js";
+import { killStartedAgents, removeDir, runCli, startCli, stopAgent, tempDir } from "../helpers/agent.js";
 import { waitUntil } from "../helpers/progress.js";
 
 const dirs: string[] = [];
 afterEach(() => {
+  killStartedAgents(); // an agent a failed test left running, by PID
   for (const d of dirs.splice(0)) removeDir(d);
 });
 function dir() {

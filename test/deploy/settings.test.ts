@@ -2,9 +2,9 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { envName, type SettingDef } from "../../src/config/settings.js";
-import { CLI, startCli, stopAgent } from "../helpers/agent.js";
+import { CLI, killStartedAgents, startCli, stopAgent } from "../helpers/agent.js";
 import {
   agentContainers,
   buildSets,
@@ -59,6 +59,7 @@ beforeAll(async () => {
       knownEnv.add((m[1] ?? m[2])!);
 }, 600_000);
 
+afterEach(killStartedAgents); // an agent a failed test left running, by PID
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Flags and env vars of one agent container that the agent does not read. */

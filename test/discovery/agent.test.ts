@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -43,6 +44,13 @@ const ddns = () => [
   "--reverse-zone",
   knot.reverseZone,
 ];
+
+/** A name's A records once it is published (or gone), waiting on progress. */
+const addressWhen = (name: string, state: "published" | "gone") =>
+  valueWhen(
+    () => knot.dig(name, "A"),
+    (v) => (state === "published" ? v.length > 0 : v.length === 0),
+  );
 
 describe("run and exec publish the instance in DNS", () => {
   it("exec: registers from the Downward-API env after start, deregisters when the child exits", async () => {
@@ -204,53 +212,115 @@ describe("run and exec publish the instance in DNS", () => {
     expect(await knot.dig(svcName, "A")).toEqual([]);
   });
 
-  it("exec: on SIGTERM the records go at once, while the child is still draining", async () => {
+  it("run: on SIGTERM the records go at once, even when the drain runs into the stop deadline", async () => {
+    // The part that misbehaves on purpose: a "fluentd" that takes the connection and the bytes and never acks,
+    // so with --no-buffer the drain waits until the stop deadline and the agent exits 1 from there.
+    const swallowed: Buffer[] = [];
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => {
+      sockets.add(s);
+      s.on("data", (d: Buffer) => swallowed.push(d));
+      s.on("error", () => {});
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as AddressInfo).port;
+    const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
+    const logs = mkdtempSync(join(tmpdir(), "ikt-logs-"));
+    dirs.push(state, logs);
+    try {
+      const a = agent(
+        [
+          "run",
+          "--watch",
+          logs,
+          "--svc",
+          "stuck",
+          "--state-dir",
+          state,
+          "--advertise-ip",
+          "127.0.0.65",
+          "--output",
+          `fluentd://127.0.0.1:${port}`,
+          "--no-buffer",
+          ...ddns(),
+        ],
+        { POD_NAMESPACE: "ops" },
+      );
+      const svcName = `stuck.ops.${knot.zone}`;
+      expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.65"]);
+      await valueWhen(
+        async () => a.err(),
+        (e) => e.includes('"tailing"'),
+      );
+      writeFileSync(join(logs, "app.log"), "one\ntwo\n");
+      await valueWhen(
+        async () => swallowed.length,
+        (n) => n > 0,
+      ); // a batch is out, waiting for an ack that never comes
+      a.child.kill("SIGTERM");
+      expect(await addressWhen(svcName, "gone")).toEqual([]);
+      expect(await knot.dig(svcName, "PTR")).toEqual([]);
+      expect(await a.exited).toBe(1); // the drain deadline: those lines are read again at the next start
+      expect(a.err()).toContain("drain did not finish in time");
+      expect(a.err().match(/deregistered from DNS/g)).toHaveLength(1);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
+  const drainingApp =
+    "console.log('up'); process.on('SIGTERM', () => { console.log('draining'); setTimeout(() => { console.log('bye'); process.exit(0); }, 2000); }); setInterval(() => {}, 1000);";
+  const drainer = (ip: string, stopDelay: string) => {
     const state = mkdtempSync(join(tmpdir(), "ikt-agent-"));
     dirs.push(state);
-    const app =
-      "console.log('up'); process.on('SIGTERM', () => { console.log('draining'); setTimeout(() => { console.log('bye'); process.exit(0); }, 2000); }); setInterval(() => {}, 1000);";
-    const a = agent(
-      [
-        "exec",
-        "--svc",
-        "drainer",
-        "--state-dir",
-        state,
-        "--advertise-ip",
-        "127.0.0.64",
-        ...ddns(),
-        "--",
-        "node",
-        "-e",
-        app,
-      ],
-      { POD_NAMESPACE: "shop" },
-    );
+    const extra = ["--state-dir", state, "--advertise-ip", ip, "--stop-delay", stopDelay, ...ddns()];
+    return agent(["exec", "--svc", "drainer", ...extra, "--", "node", "-e", drainingApp], {
+      POD_NAMESPACE: "shop",
+    });
+  };
+
+  it("exec: on SIGTERM the records go first; the child hears SIGTERM only after --stop-delay", async () => {
+    const a = drainer("127.0.0.64", "3s");
     const svcName = `drainer.shop.${knot.zone}`;
-    expect(
-      await valueWhen(
-        () => knot.dig(svcName, "A"),
-        (v) => v.length > 0,
-      ),
-    ).toEqual(["127.0.0.64"]);
+    expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.64"]);
     await valueWhen(
       async () => a.out(),
       (o) => o.includes("up"),
     );
     a.child.kill("SIGTERM");
-    expect(
-      await valueWhen(
-        () => knot.dig(svcName, "A"),
-        (v) => v.length === 0,
-      ),
-    ).toEqual([]);
+    expect(await addressWhen(svcName, "gone")).toEqual([]);
+    // Gone from DNS while the app still serves: it has not even been told to stop yet (3 s margin).
+    expect(a.out()).not.toContain("draining");
     await valueWhen(
       async () => a.out(),
       (o) => o.includes("draining"),
     );
-    expect(a.out()).not.toContain("bye"); // gone from DNS before the child finished
+    expect(a.out()).not.toContain("bye");
     expect(await a.exited).toBe(0);
     expect(a.out()).toContain("bye");
     expect(a.err().match(/deregistered from DNS/g)).toHaveLength(1);
+    expect(a.err()).toContain("passing SIGTERM to the child after the delay");
+  });
+
+  it("exec: a second SIGTERM during --stop-delay reaches the child at once", async () => {
+    const a = drainer("127.0.0.65", "10m");
+    const svcName = `drainer.shop.${knot.zone}`;
+    expect(await addressWhen(svcName, "published")).toEqual(["127.0.0.65"]);
+    await valueWhen(
+      async () => a.out(),
+      (o) => o.includes("up"),
+    );
+    a.child.kill("SIGTERM");
+    await valueWhen(
+      async () => a.err(),
+      (e) => e.includes("passing SIGTERM to the child after the delay"),
+    );
+    expect(a.out()).not.toContain("draining");
+    a.child.kill("SIGTERM");
+    // Well inside the test timeout, far from the 10 minutes of the delay.
+    expect(await a.exited).toBe(0);
+    expect(a.out()).toContain("bye");
   });
 });

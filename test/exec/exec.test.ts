@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { removeDir, runCli, startCli, TAG_RE, tempDir, until } from "../helpers/agent.js";
+import { killStartedAgents, removeDir, runCli, startCli, TAG_RE, tempDir, until } from "../helpers/agent.js";
 
 const dirs: string[] = [];
 afterEach(() => {
+  killStartedAgents(); // an agent a failed test left running, by PID
   for (const d of dirs.splice(0)) removeDir(d);
 });
 function state() {

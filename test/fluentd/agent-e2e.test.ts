@@ -23,9 +23,12 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
+// The default ack timeout: a loaded machine can hold an ack back for seconds, and a chunk stored but acked after
+// the timeout is sent again by design (docs/fluentd.md: the second at-least-once window), which these tests do
+// not count on.
 const ENV = {
   ...process.env,
-  IKONTAINER_FLUENTD_ACK_TIMEOUT: "3s",
+  IKONTAINER_FLUENTD_ACK_TIMEOUT: "30s",
   IKONTAINER_FLUENTD_CONNECT_TIMEOUT: "1s",
   IKONTAINER_FLUENTD_RECONNECT_MAX: "300ms",
 };
@@ -45,7 +48,7 @@ function agent(logs: string, state: string, port: number, how: "env" | "flags" =
   ];
   const flags = [
     "--fluentd-ack-timeout",
-    "3s",
+    "30s",
     "--fluentd-connect-timeout",
     "1s",
     "--fluentd-reconnect-max",
@@ -197,7 +200,16 @@ describe("agent with a fluentd output, killed with SIGKILL and restarted", () =>
     expect(rep.missing).toBe(0);
     // The at-least-once window (docs/fluentd.md): fluentd acknowledged the last chunk(s) before the kill but
     // the agent died before recording that; then exactly those chunks come again. Anything else is a bug.
-    expect([0, last1, last1 + last2]).toContain(rep.dup);
+    const resent = [a, b].flatMap((x) =>
+      x
+        .stderr()
+        .split("\n")
+        .filter((l) => /did not acknowledge|not acknowledged|connection to fluentd lost/.test(l)),
+    );
+    expect(
+      [0, last1, last1 + last2],
+      `${rep.dup} duplicates; attempts that failed (each is sent again):\n${resent.join("\n")}`,
+    ).toContain(rep.dup);
     console.log(
       `kill -9 while acks flow: missing ${rep.missing}, duplicates ${rep.dup} of ${total} (last chunks before the kill: ${last1}, ${last2})`,
     );

@@ -142,8 +142,12 @@ export interface StampedLine {
   partial?: boolean;
 }
 
-/** Reads every file under dir (recursively) as append-format lines: [{text, cuid, svc, part?, partial?}]. */
-export function readStamped(dir: string): StampedLine[] {
+/**
+ * Reads every file under dir (recursively) as append-format lines: [{text, cuid, svc, part?, partial?}].
+ * `writing`: the agent may be writing now, so a last line without its newline is a write in progress, not yet a
+ * line (skipped). Without it, such a tail is a torn write and an error like any untagged line.
+ */
+export function readStamped(dir: string, opts: { writing?: boolean } = {}): StampedLine[] {
   const out: StampedLine[] = [];
   const walk = (d: string) => {
     for (const name of readdirSync(d)) {
@@ -152,7 +156,8 @@ export function readStamped(dir: string): StampedLine[] {
       else {
         const text = readFileSync(p, "latin1");
         const lines = text.split("\n");
-        if (lines.at(-1) === "") lines.pop();
+        const tail = lines.pop(); // "" when the file ends with a newline
+        if (tail && !opts.writing) throw new Error(`unterminated last line in ${p}: ${tail.slice(0, 200)}`);
         for (const l of lines) {
           const m = TAG_RE.exec(l);
           if (!m) throw new Error(`untagged line in ${p}: ${l.slice(0, 200)}`);
@@ -171,7 +176,7 @@ export function readStamped(dir: string): StampedLine[] {
 /** Like readStamped, but a line caught half-written (the agent is mid-write) yields [] instead of throwing. */
 export function readStampedSoFar(dir: string): ReturnType<typeof readStamped> {
   try {
-    return readStamped(dir);
+    return readStamped(dir, { writing: true });
   } catch {
     return [];
   }

@@ -14,6 +14,8 @@ afterEach(() => {
 async function reader(path: string) {
   const got: string[] = [];
   const offsets: number[] = [];
+  /** Bytes of each batch handed on, newlines included. */
+  const batchBytes: number[] = [];
   let truncations = 0;
   const fh = await open(path, "r");
   const r = new FileReader(
@@ -24,15 +26,20 @@ async function reader(path: string) {
     0,
     1024,
     async (b: LineBatch) => {
-      for (const l of b.lines) got.push(l.bytes.toString());
+      let n = 0;
+      for (const l of b.lines) {
+        got.push(l.bytes.toString());
+        n += l.bytes.length + 1;
+      }
       offsets.push(b.endOffset);
+      batchBytes.push(n);
     },
   );
   r.onTruncate = async () => {
     truncations++;
     return false;
   };
-  return { r, got, offsets, truncations: () => truncations };
+  return { r, got, offsets, batchBytes, truncations: () => truncations };
 }
 
 describe("FileReader (real files)", () => {
@@ -59,6 +66,24 @@ describe("FileReader (real files)", () => {
     expect(truncations()).toBe(1);
     expect(got).toEqual(["1", "2", "3", "4", "half", "new-1"]);
     expect(offsets.at(-1)).toBe(6);
+    await r.close();
+  });
+
+  it("hands a catch-up backlog on in batches of at most 64 KiB, every line once and in order", async () => {
+    // Issue 13: the batch size bounds what a catch-up burst keeps alive until the sinks accept it.
+    const d = tempDir("ikon-fr-");
+    dirs.push(d);
+    const path = join(d, "a.log");
+    const lines = Array.from({ length: 20_000 }, (_, i) =>
+      `line-${String(i).padStart(8, "0")}`.padEnd(99, "x"),
+    );
+    writeFileSync(path, `${lines.join("\n")}\n`);
+    const { r, got, batchBytes } = await reader(path);
+    r.knownSize = lines.length * 100; // as after a stat of the whole backlog
+    for (let kicks = 0; got.length < lines.length && kicks < 10_000; kicks++) await r.kick();
+    expect(got).toEqual(lines);
+    // One read's bytes plus the line it completed from the previous read (each line here is 100 bytes).
+    expect(Math.max(...batchBytes)).toBeLessThanOrEqual(64 * 1024 + 100);
     await r.close();
   });
 });

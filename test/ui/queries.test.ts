@@ -43,13 +43,13 @@ beforeAll(() => {
   write(C, "c.log", [t0 + 2, t0 + 2, t0 + 3, t0 + 4, t0 + 5, t0 + 6]);
   writeFileSync(
     join(dir, "ledger.jsonl"),
-    [
+    `${[
       { event: "start", cuid: A, svc: "cart", pod_ip: "10.1.0.5", started_at: "2026-11-23T09:00:00.000Z" },
       { event: "start", cuid: C, svc: "cart", pod_ip: "10.1.0.5", started_at: "2026-11-23T10:00:00.002Z" },
       { event: "stop", cuid: C, stopped_at: "2026-11-23T11:00:00.000Z" },
     ]
       .map((e) => JSON.stringify(e))
-      .join("\n") + "\n",
+      .join("\n")}\n`,
   );
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -130,7 +130,7 @@ describe("escaping", () => {
     const ids = readFileSync(new URL("../../dashboards/ikontainer.ndjson", import.meta.url), "utf8")
       .trim()
       .split("\n")
-      .map((l) => (JSON.parse(l) as { type: string; id: string }).type + ":" + JSON.parse(l).id);
+      .map((l) => `${(JSON.parse(l) as { type: string; id: string }).type}:${JSON.parse(l).id}`);
     expect(ids).toContain(`search:${IP_SAVED_SEARCH}`);
   });
 });

@@ -180,3 +180,16 @@ export async function findNewerCopies(
   }
   return out.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
 }
+
+/** The file identities (device + inode) now in these folders (not recursive). */
+export async function fileIdsIn(folders: Iterable<string>): Promise<Set<string>> {
+  const seen = new Set<string>();
+  for (const dir of folders) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const st = await stat(join(dir, name)).catch(() => undefined);
+      if (st?.isFile()) seen.add(idOf(st));
+    }
+  }
+  return seen;
+}

@@ -1,6 +1,6 @@
 import type { Stats } from "node:fs";
-import { type FileHandle, lstat, open, readdir, realpath, stat } from "node:fs/promises";
-import { join, relative, resolve, sep } from "node:path";
+import { type FileHandle, lstat, open, realpath, stat } from "node:fs/promises";
+import { relative, resolve, sep } from "node:path";
 import picomatch from "picomatch";
 import type { InputState } from "../../core/checkpoint.js";
 import { errorMessage } from "../../core/errors.js";
@@ -9,9 +9,10 @@ import { metrics } from "../../observe/metrics.js";
 import { CopyAdoption } from "./copy-adoption.js";
 import { FileReader } from "./file-reader.js";
 import { FolderWatcher } from "./folder-watcher.js";
+import { PathQueue } from "./path-queue.js";
 import { ReadSlots } from "./read-slots.js";
 import { type RecoveryContext, recoverRotatedAtStart } from "./restart-recovery.js";
-import { idOf } from "./rotated-files.js";
+import { fileIdsIn, idOf } from "./rotated-files.js";
 import { startsWith } from "./same-content.js";
 import type { AdoptAt } from "./tail-context.js";
 import type { TailerOptions } from "./tailer-options.js";
@@ -34,7 +35,10 @@ export class Tailer implements RecoveryContext {
   private readonly isExcluded: (rel: string) => boolean;
   private readonly byInode = new Map<string, FileReader>();
   private readonly byPath = new Map<string, FileReader>();
-  private readonly opening = new Map<string, Promise<void>>();
+  private readonly checks = new PathQueue((path, e) => {
+    metrics.errors.inc({ kind: "read" });
+    this.opts.log.error({ path, err: errorMessage(e) }, "check failed");
+  });
   private readonly reported = new Set<string>();
   private readonly finishedInodes = new Set<string>();
   private readonly folders: FolderWatcher;
@@ -88,6 +92,11 @@ export class Tailer implements RecoveryContext {
     return this.byInode.size;
   }
 
+  /** Reads waiting for a read slot now (at most one per reader). */
+  get readsWaiting(): number {
+    return this.slots.waiting;
+  }
+
   lagBytes(): number {
     let n = 0;
     for (const r of this.byInode.values()) n += r.lagBytes;
@@ -123,7 +132,7 @@ export class Tailer implements RecoveryContext {
         );
     }
     await this.folders.start();
-    await Promise.all(this.opening.values());
+    await this.checks.settled();
     this.initialScanDone = true;
     const { drained } = await recoverRotatedAtStart(this, this.adoption);
     const release = this.releaseStart;
@@ -160,12 +169,27 @@ export class Tailer implements RecoveryContext {
 
   /** Reads `r` to its current end once its gate (a predecessor draining) is open; never rejects. */
   read(r: FileReader): Promise<void> {
-    const go = () => this.withSlot(() => r.kick()).catch((e) => this.readFailed(r, e));
-    if (!r.gate) return go();
-    return r.gate.then(() => {
-      r.gate = undefined;
-      return go();
-    });
+    // One queued read per reader: it starts later, so it covers what is there now. (Without this every poll added
+    // one more queued read per file, and a starved machine's queue grew without end.)
+    if (r.readQueued) return r.readQueued;
+    let started = false;
+    let queued: Promise<void> | undefined;
+    const go = () =>
+      this.withSlot(() => {
+        // From here on, news waits for the next read (or joins this one: FileReader.kick coalesces).
+        started = true;
+        if (r.readQueued === queued) r.readQueued = undefined;
+        return r.kick();
+      }).catch((e) => this.readFailed(r, e));
+    const gate = r.gate;
+    queued = gate
+      ? gate.then(() => {
+          r.gate = undefined;
+          return go();
+        })
+      : go();
+    if (!started) r.readQueued = queued;
+    return queued;
   }
 
   private readFailed(r: FileReader, e: unknown): void {
@@ -179,18 +203,7 @@ export class Tailer implements RecoveryContext {
 
   /** Decides what a path's current state means. Serialised per path. */
   check(path: string): Promise<void> {
-    const prev = this.opening.get(path) ?? Promise.resolve();
-    const next = prev
-      .then(() => this.checkNow(path))
-      .catch((e) => {
-        metrics.errors.inc({ kind: "read" });
-        this.opts.log.error({ path, err: errorMessage(e) }, "check failed");
-      });
-    this.opening.set(path, next);
-    void next.finally(() => {
-      if (this.opening.get(path) === next) this.opening.delete(path);
-    });
-    return next;
+    return this.checks.run(path, () => this.checkNow(path));
   }
 
   private async checkNow(path: string, retries = 0): Promise<void> {
@@ -469,14 +482,7 @@ export class Tailer implements RecoveryContext {
   private async forgetVanishedFinished(): Promise<void> {
     const finished = Object.entries(this.opts.checkpoints.inputs()).filter(([, s]) => s.finished);
     if (finished.length === 0) return;
-    const seen = new Set<string>();
-    for (const dir of this.folders.folders()) {
-      const names = await readdir(dir).catch(() => [] as string[]);
-      for (const name of names) {
-        const st = await stat(join(dir, name)).catch(() => undefined);
-        if (st?.isFile()) seen.add(idOf(st));
-      }
-    }
+    const seen = await fileIdsIn(this.folders.folders());
     for (const [id] of finished) {
       if (seen.has(id)) continue;
       this.opts.checkpoints.forget(id);
@@ -489,7 +495,7 @@ export class Tailer implements RecoveryContext {
     this.stopped = true;
     if (this.poller) clearInterval(this.poller);
     await this.folders.stop();
-    await Promise.allSettled(this.opening.values());
+    await this.checks.settled();
     const readers = [...this.byInode.values()];
     for (const r of readers) clearTimeout(r.kickTimer);
     if (drain) await Promise.allSettled(readers.map((r) => this.withSlot(() => r.kick())));
