@@ -164,11 +164,13 @@ function httpPatch(c: Cluster, ns: string, replicas: number) {
               name: "http",
               image: c.env.IKONTAINER_K8S_BUSYBOX_IMAGE,
               imagePullPolicy: "Never",
-              // answers with the pod's name, so the client loop knows which instance served it
+              // answers with the pod's name, so the client loop knows which instance served it; stops serving
+              // at SIGTERM, as most servers do (httpd as PID 1 would ignore it and serve on until SIGKILL)
               command: [
                 "sh",
                 "-c",
-                `mkdir -p /tmp/www && echo "$HOSTNAME" >/tmp/www/index.html && exec httpd -f -p ${HTTP_PORT} -h /tmp/www`,
+                `mkdir -p /tmp/www; echo "$HOSTNAME" >/tmp/www/index.html; httpd -f -p ${HTTP_PORT} -h /tmp/www & ` +
+                  "pid=$!; trap 'kill $pid; exit 0' TERM; wait $pid",
               ],
               ports: [{ name: "http", containerPort: HTTP_PORT }],
               lifecycle: { preStop: { sleep: { seconds: PRESTOP_SECONDS } } },
@@ -208,8 +210,11 @@ export async function checkResolveAndProxyFollowRollout(c: Cluster, ctx: Rollout
     c.kubectl(["-n", ns, "scale", "deployment/web", "--replicas=3"]);
     const before = await resolveMatchesPods(ctx, 3, withHttp);
     const oldNames = new Set(before.map((p) => p.metadata.name));
+    // read now: a deleted pod's emptyDir (its cuid.json) goes with it
+    const oldCuids = new Set(before.map(ctx.cuidOf));
+    const listed = resolveService(ctx);
     for (const p of before) {
-      const r = resolveService(ctx).find((x) => x.cuid === ctx.cuidOf(p));
+      const r = listed.find((x) => x.cuid === ctx.cuidOf(p));
       expect(r?.pod).toBe(p.metadata.name);
     }
 
@@ -239,7 +244,6 @@ export async function checkResolveAndProxyFollowRollout(c: Cluster, ctx: Rollout
       (pods) => withHttp(pods) && pods.every((p) => !oldNames.has(p.metadata.name)),
     );
     // resolve names none of the old instances
-    const oldCuids = new Set(before.map(ctx.cuidOf));
     expect(resolveService(ctx).filter((r) => oldCuids.has(r.cuid))).toEqual([]);
     // once every cached answer (TTL 5 s) has expired, replies come from the new pods only
     const settled = Date.now() + 6000;
