@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { type KnotServer, startKnot } from "../fixtures/knot.js";
+import { checkResolveAndProxyFollowRollout } from "./dns-rollout.js";
 import { type Cluster, emptyDirOf, type Pod, REPO, readJsonRecords, waitUntil } from "./harness.js";
 
 /**
@@ -47,6 +48,9 @@ function testArgs(documented: string[], gateway: string): string[] {
     "/etc/ikontainer/tsig/tsig.key",
     "--port",
     "metrics:9464/tcp",
+    // short, so `ddns gc` may remove a killed sidecar's records within the test
+    "--lease",
+    "20s",
   ];
 }
 
@@ -64,7 +68,7 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
           (p) =>
             p.status.phase === "Running" &&
             !p.metadata.deletionTimestamp &&
-            (p.status.containerStatuses ?? []).length === 2 &&
+            (p.status.containerStatuses ?? []).length >= 2 &&
             (p.status.containerStatuses ?? []).every((s) => s.state.running),
         );
     const recordsOf = (p: Pod): Rec[] => readJsonRecords(join(emptyDirOf(p, "state"), "out"));
@@ -194,7 +198,7 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
       expect(cuidOf(victim!)).toBe(cuids.get(victim!.metadata.name));
     }, 600_000);
 
-    it("each sidecar's A, TXT (with its CUID), SRV and PTR records resolve from inside a pod; a deleted pod's go; resolve follows scaling", async () => {
+    it("each sidecar's A, TXT (with its CUID), SRV and PTR records resolve from inside a pod; a deleted pod's go; a killed pod's IP reused: ddns gc keeps the new owner's", async () => {
       const c = ready();
       const k = knot!;
       const nameOf = (p: Pod) => `${cuids.get(p.metadata.name)}.web.${NS}.${ZONE}`;
@@ -237,80 +241,133 @@ export function describeSidecarAndDns(ready: () => Cluster, scratch: string): vo
 
       // deleting a pod: its sidecar deregisters at SIGTERM; the replacement registers under its own CUID
       const gone = pods[1]!;
-      c.kubectl(["-n", NS, "delete", "pod", gone.metadata.name, "--grace-period=8", "--wait=true"]);
+      c.kubectl(["-n", NS, "delete", "pod", gone.metadata.name, "--grace-period=3", "--wait=true"]);
       expect(await k.dig(nameOf(gone), "ANY")).toEqual([]);
       const ptr = await k.dig(ptrOf(gone.status.podIP!), "PTR");
       expect(ptr).not.toContain(`${nameOf(gone)}.`);
-      let fresh: Pod | undefined;
-      await waitUntil("the replacement pod", () => {
-        fresh = webPods(c).find((p) => !pods.some((q) => q.metadata.uid === p.metadata.uid));
-        return fresh !== undefined;
-      });
-      await waitUntil("the replacement's CUID", () => {
-        try {
-          cuids.set(fresh!.metadata.name, cuidOf(fresh!));
-          return true;
-        } catch {
-          return false;
-        }
-      });
-      expect([...cuids.values()].filter((x) => x === cuids.get(fresh!.metadata.name))).toHaveLength(1);
-      await waitUntil(
-        `${nameOf(fresh!)} in Knot`,
-        async () => (await k.dig(nameOf(fresh!), "A")).length > 0,
-        {
-          stallMs: 60_000,
-        },
-      );
-      expect(await k.dig(nameOf(fresh!), "A")).toEqual([fresh!.status.podIP]);
-      expect(await k.dig(nameOf(pods[0]!), "A")).toEqual([pods[0]!.status.podIP]);
-      // resolve (here from the host) follows the Deployment as it is scaled out and in
-      const resolvedCuids = (): string[] => {
-        try {
-          return execFileSync(
-            process.execPath,
-            [
-              join(REPO, "dist/cli/main.js"),
-              "resolve",
-              `web.${NS}.${ZONE}`,
-              "--dns-server",
-              `${c.env.IKONTAINER_K8S_GATEWAY}:53`,
-              "--zone",
-              ZONE,
-              "--json",
-            ],
-            { encoding: "utf8" },
-          )
-            .split("\n")
-            .filter((l) => l.startsWith("{"))
-            .map((l) => String((JSON.parse(l) as { cuid?: string }).cuid))
-            .sort();
-        } catch {
-          return []; // no instance (exit 1)
-        }
+      expect(await k.dig(nameOf(pods[0]!), "A"), "the other pod's records stay").toEqual([
+        pods[0]!.status.podIP,
+      ]);
+
+      const seen = new Set(pods.map((p) => p.metadata.uid));
+      /** The Deployment's next new pod, once its sidecar has written its CUID. */
+      const nextReplacement = async (): Promise<Pod> => {
+        let next: Pod | undefined;
+        await waitUntil("the replacement pod", () => {
+          next = webPods(c).find((p) => !seen.has(p.metadata.uid));
+          return next !== undefined;
+        });
+        seen.add(next!.metadata.uid);
+        await waitUntil("the replacement's CUID", () => {
+          try {
+            cuids.set(next!.metadata.name, cuidOf(next!));
+            return true;
+          } catch {
+            return false;
+          }
+        });
+        return next!;
       };
-      for (const replicas of [3, 1]) {
-        c.kubectl(["-n", NS, "scale", "deployment/web", `--replicas=${replicas}`]);
-        let want: string[] = [];
-        let got: string[] = [];
-        await waitUntil(
-          `resolve lists the ${replicas} running instance(s)`,
-          () => {
-            const running = webPods(c);
-            if (running.length !== replicas) return false;
-            try {
-              want = running.map(cuidOf).sort();
-            } catch {
-              return false; // a new sidecar has not written its CUID yet
-            }
-            got = resolvedCuids();
-            return JSON.stringify(got) === JSON.stringify(want);
-          },
-          { stallMs: 90_000, progress: () => got },
+      /** Its registration complete (A, TXT and the PTR of its IP). */
+      const registered = (p: Pod) =>
+        waitUntil(
+          `${nameOf(p)} registered`,
+          async () =>
+            (await k.dig(nameOf(p), "A")).length > 0 &&
+            (await k.dig(nameOf(p), "TXT")).length > 0 &&
+            (await k.dig(ptrOf(p.status.podIP!), "PTR")).includes(`${nameOf(p)}.`),
+          { stallMs: 60_000 },
         );
+
+      // A sidecar that dies without deregistering (kill -9, a node lost): the replacement's sidecar is frozen
+      // (SIGSTOP) and the pod deleted with a short grace period, so the kubelet SIGKILLs it: its A, TXT and the
+      // PTR of its IP stay in the zone until `ddns gc` removes them once the lease (--lease 20s) has passed.
+      const crashed = await nextReplacement();
+      await registered(crashed);
+      process.kill(c.containerPid(NS, crashed.metadata.name, "ikontainer"), "SIGSTOP");
+      c.kubectl(["-n", NS, "delete", "pod", crashed.metadata.name, "--grace-period=2", "--wait=true"]);
+      const oldIp = crashed.status.podIP!;
+      expect(await k.dig(nameOf(crashed), "A"), "a killed sidecar's records stay").toEqual([oldIp]);
+
+      // delete replacements (each deregisters at SIGTERM) until host-local wraps round the small range and
+      // hands one the killed pod's IP (issue 12 item 2d)
+      let fresh: Pod | undefined;
+      for (let n = 1; n <= 12; n++) {
+        const next = await nextReplacement();
+        if (next.status.podIP === oldIp) {
+          fresh = next;
+          break;
+        }
+        await registered(next);
+        c.kubectl(["-n", NS, "delete", "pod", next.metadata.name, "--grace-period=3", "--wait=true"]);
+        expect(await k.dig(nameOf(next), "ANY"), "a deleted replacement's records go").toEqual([]);
+        cuids.delete(next.metadata.name);
       }
+      expect(fresh, `a new pod got the killed pod's IP ${oldIp}`).toBeDefined();
+      expect([...cuids.values()].filter((x) => x === cuids.get(fresh!.metadata.name))).toHaveLength(1);
+      await registered(fresh!);
+      // the newest instance holding an address owns its PTR: the stale one is replaced at registration
+      expect(await k.dig(ptrOf(oldIp), "PTR")).toEqual([`${nameOf(fresh!)}.`]);
+      expect(await k.dig(nameOf(crashed), "TXT"), "the stale instance is still published").not.toEqual([]);
+
+      // `ddns gc` on the host, after the stale lease: it removes the killed instance and nothing of the IP's
+      // new owner (the PTR guard: removed only while it names the stale instance; the service's A for the
+      // address stays while a live instance has it)
+      const staleTxt = (await k.dig(nameOf(crashed), "TXT")).join(" ");
+      const expires = Date.parse(/expires=([^"\s]+)/.exec(staleTxt)?.[1] ?? "");
+      expect(Number.isFinite(expires), `expires= in ${staleTxt}`).toBe(true);
+      await waitUntil("the stale lease passed", () => Date.now() > expires + 1000);
+      const keyFile = join(scratch, "gc-tsig.key");
+      writeFileSync(keyFile, `${k.tsig}\n`, { mode: 0o600 });
+      try {
+        execFileSync(
+          process.execPath,
+          [
+            join(REPO, "dist/cli/main.js"),
+            "ddns",
+            "gc",
+            "--ddns-server",
+            `${c.env.IKONTAINER_K8S_GATEWAY}:53`,
+            "--zone",
+            ZONE,
+            "--reverse-zone",
+            REVERSE_ZONE,
+            "--tsig-file",
+            keyFile,
+          ],
+          { stdio: ["ignore", "pipe", "pipe"] },
+        );
+      } finally {
+        rmSync(keyFile);
+      }
+      expect(await k.dig(nameOf(crashed), "ANY"), "ddns gc removed the killed instance").toEqual([]);
+      expect(await k.dig(`web.${NS}.${ZONE}`, "PTR")).not.toContain(`${nameOf(crashed)}.`);
+
+      // the IP's new owner has its own records only: A, PTR and TXT with its CUID, nothing of the old instance
+      expect(await k.dig(nameOf(fresh!), "A")).toEqual([oldIp]);
+      expect(await k.dig(`web.${NS}.${ZONE}`, "A"), "the service's A for the reused IP").toContain(oldIp);
+      expect(await k.dig(ptrOf(oldIp), "PTR")).toEqual([`${nameOf(fresh!)}.`]);
+      const freshTxt = (await k.dig(nameOf(fresh!), "TXT")).join(" ");
+      expect(freshTxt).toContain(`"cuid=${cuids.get(fresh!.metadata.name)}"`);
+      expect(freshTxt).toContain(`"pod=${fresh!.metadata.name}"`);
+      expect(freshTxt).not.toContain(cuids.get(crashed.metadata.name)!);
+      expect(nslookup(c, pods[0]!, "ptr", ptrOf(oldIp))).toContain(nameOf(fresh!));
+      expect(nslookup(c, pods[0]!, "ptr", ptrOf(oldIp))).not.toContain(nameOf(crashed));
+      expect(await k.dig(nameOf(pods[0]!), "A")).toEqual([pods[0]!.status.podIP]);
       // the key never shows in the Deployment or the pods (only the Secret holds it)
       expect(c.kubectl(["-n", NS, "get", "deployment,pods", "-o", "json"])).not.toContain(k.secret);
+    }, 600_000);
+
+    it("resolve and the SOCKS5 proxy on the host follow the Deployment scaled 1 → 3, rolled and scaled to 1", async () => {
+      const c = ready();
+      await checkResolveAndProxyFollowRollout(c, {
+        ns: NS,
+        zone: ZONE,
+        gateway: c.env.IKONTAINER_K8S_GATEWAY,
+        livePods: () => webPods(c),
+        cuidOf,
+      });
+      expect(c.kubectl(["-n", NS, "get", "deployment,pods", "-o", "json"])).not.toContain(knot!.secret);
       c.kubectl(["delete", "namespace", NS, "--wait=false"]);
     }, 600_000);
   });
