@@ -36,7 +36,7 @@ export function registerExec(program: Command): void {
       throw ERR_INVALID_SETTING(
         "invalid --output stdout: exec already writes the child's stamped lines to stdout (each line would go out twice, and a log collector reading this container's stdout would get them twice); drop --output stdout",
       );
-    const settings = resolveSettings([...AGENT_SETTINGS, STOP_DELAY_SETTING, ...EXTRA_AGENT_SETTINGS], flags);
+    const settings = resolveSettings([...AGENT_SETTINGS, ...EXEC_SETTINGS, ...EXTRA_AGENT_SETTINGS], flags);
     // The child's lines always go to our own stdout/stderr (stamped), as the container runtime expects.
     const parts = await startAgentCore(config, settings, {
       checkpoints: false,

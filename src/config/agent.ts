@@ -14,7 +14,6 @@ export const DEFAULT_EXCLUDE = [
   "**/*.zip",
 ];
 
-/** Settings shared by `run` and `exec`. */
 /** `run` and `exec`: batching reads of new output. */
 export const READ_DELAY_SETTING: SettingDef = {
   key: "readDelay",
@@ -25,6 +24,7 @@ export const READ_DELAY_SETTING: SettingDef = {
     "wait this long after new output (a file changed; exec: the child wrote a little) before reading it, so lines written close together are read, tagged and written at once (less CPU per line; adds at most this to the delivery delay; 0: read at once)",
 };
 
+/** Settings shared by `run` and `exec`. */
 export const AGENT_SETTINGS: SettingDef[] = [
   {
     key: "stateDir",
