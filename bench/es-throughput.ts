@@ -205,7 +205,8 @@ async function measure(
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const esCpu = (ticksOf(esPid) - es0) / TICK;
   const check = await verify(url, prefix);
-  const sample = (await req(url, "GET", `/${prefix}-*/_search?size=1`)) as {
+  // the first line's document (it carries a request ID, as the reference's first does)
+  const sample = (await req(url, "GET", `/${prefix}-*/_search?size=1&q=ikontainer_offset:0`)) as {
     hits?: { hits?: Array<{ _source: Record<string, unknown> }> };
   };
   const fields = Object.keys(sample.hits?.hits?.[0]?._source ?? {}).join(",");
