@@ -33,7 +33,8 @@ export interface LineDecoder {
   flush(): LogLine[];
 }
 
-export type Submit = (batch: LineBatch, reader: FileReader) => Promise<void>;
+/** `after`: the reader's previous submission; the checkpoint of this batch is recorded only after that one's. */
+export type Submit = (batch: LineBatch, reader: FileReader, after?: Promise<void>) => Promise<void>;
 
 /**
  * Reads one file identity (device + inode) from a checkpointed offset to its end, again and again as it grows.
@@ -77,6 +78,17 @@ export class FileReader {
   readQueued: Promise<void> | undefined;
   /** A read scheduled after a change event (the tailer's --read-delay). */
   kickTimer: NodeJS.Timeout | undefined;
+  /**
+   * Bytes of read lines that may be handed on before the sinks accepted the earlier ones (0: each batch waits
+   * for the one before). Set from the sinks' `writeAheadBytes`: an Elasticsearch sink then gets the next reads
+   * while its bulk requests are indexed, instead of one 64 KiB read per round trip.
+   */
+  writeAheadBytes = 0;
+  /** Submissions not answered yet, oldest first (write-ahead), and their line bytes. */
+  private readonly unanswered: Array<{ done: Promise<void>; bytes: number }> = [];
+  private unansweredBytes = 0;
+  /** The last submission: the next one's checkpoint waits for it, so checkpoints advance in order. */
+  private lastSubmitted: Promise<void> | undefined;
 
   constructor(
     readonly inputId: string,
@@ -172,12 +184,24 @@ export class FileReader {
   }
 
   private async drain(): Promise<void> {
+    try {
+      await this.readToEnd();
+    } finally {
+      // a drain returns only when every batch it read was accepted (callers rely on it: finish, slots, close)
+      await this.settle();
+    }
+  }
+
+  private async readToEnd(): Promise<void> {
     do {
       this.again = false;
       if (!this.detachedAt && (await this.replacedUnderUs())) this.truncatePending = true;
       for (;;) {
         if (this.closed) return;
-        if (this.truncatePending) await this.restartAtZero();
+        if (this.truncatePending) {
+          await this.settle(); // the truncation handling needs the offset accepted so far
+          await this.restartAtZero();
+        }
         // Size reads to what stat said is there: thousands of small files must not each hold a big buffer.
         // A read that filled its buffer doubles the next one (a busy file outgrows the last stat quickly).
         const want = Math.min(
@@ -217,7 +241,7 @@ export class FileReader {
         }
         let lines = this.splitter.push(buf.subarray(0, bytesRead));
         if (this.decoder) lines = this.decoder.decode(lines);
-        if (lines.length > 0 || this.decoder) await this.emit(lines);
+        if (lines.length > 0 || this.decoder) await this.emit(lines, false, bytesRead);
         // A short read reached the end as it was: the next change event (or the poll) reads on, and a read
         // that finds nothing there decides truncation. (Reading again now would cost a read and an fstat.)
         if (bytesRead < want) break;
@@ -228,7 +252,8 @@ export class FileReader {
     } while (this.again || this.truncatePending);
   }
 
-  private async emit(lines: LogLine[], unterminated = false): Promise<void> {
+  /** `aheadBytes` > 0: the batch may go out before earlier ones were accepted (within `writeAheadBytes`). */
+  private async emit(lines: LogLine[], unterminated = false, aheadBytes = 0): Promise<void> {
     let pieces = 0;
     for (const l of lines) if (l.part !== undefined) pieces++;
     if (pieces) metrics.longLinePieces.inc(pieces);
@@ -241,7 +266,25 @@ export class FileReader {
       endPart: this.splitter.pieces,
       readAt: Date.now(),
     };
-    await this.submit(batch, this);
+    if (aheadBytes === 0 || this.writeAheadBytes <= 0 || lines.length === 0) await this.settle();
+    const done = this.submit(batch, this, this.lastSubmitted);
+    this.lastSubmitted = done;
+    this.unanswered.push({ done, bytes: aheadBytes });
+    this.unansweredBytes += aheadBytes;
+    done.catch(() => undefined); // seen by settle()/takeOldest(); no unhandled rejection meanwhile
+    if (aheadBytes === 0 || this.writeAheadBytes <= 0) await this.settle();
+    else while (this.unansweredBytes > this.writeAheadBytes) await this.takeOldest();
+  }
+
+  /** Waits until every batch handed on was accepted. */
+  private async settle(): Promise<void> {
+    while (this.unanswered.length > 0) await this.takeOldest();
+  }
+
+  private async takeOldest(): Promise<void> {
+    const oldest = this.unanswered.shift()!;
+    this.unansweredBytes -= oldest.bytes;
+    await oldest.done;
   }
 
   /**

@@ -357,17 +357,22 @@ export class Tailer implements RecoveryContext {
       offset,
       part,
       this.opts.maxLineBytes,
-      (batch, reader) =>
-        this.opts.submit(batch, {
-          stream: reader.stream.key,
-          path: reader.stream.path,
-          fp: reader.fp,
-          fpLen: reader.fpLen,
-          finished: reader.finished || undefined,
-        }),
+      (batch, reader, after) =>
+        this.opts.submit(
+          batch,
+          {
+            stream: reader.stream.key,
+            path: reader.stream.path,
+            fp: reader.fp,
+            fpLen: reader.fpLen,
+            finished: reader.finished || undefined,
+          },
+          after,
+        ),
       this.opts.decoderFor?.(info),
     );
     r.knownSize = now.size;
+    r.writeAheadBytes = this.opts.writeAheadBytes ?? 0;
     if (!adopt) r.onTruncate = (from) => this.adoption.truncated(r, from, shorter ? cp : undefined);
     // The mark that matched this file stays its mark: a second look at its first bytes could already see the
     // next generation (truncated meanwhile), and the copy of what we read would then never be found.
