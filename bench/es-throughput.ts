@@ -21,10 +21,12 @@
  *   reference1  the same bodies, one request at a time
  *   sink        ElasticsearchSink.write() fed like the tailer feeds it, 64 KiB batches (in-process)
  *   agent       `ikontainer run --output elasticsearch:URL` tailing a 1,000,000-line file
+ *   agent160    the same agent in a memory cgroup limited to --memory-limit MiB (160: the sidecar examples'
+ *               limits.memory), to show it stays inside a pod's limit (no OOM kill) and what that costs; root
  * Every run is checked: exactly N documents, N distinct `_id`s. Per-round agent/reference ratios (the two
  * runs next to each other) are reported with their median, since the machine's load moves between rounds.
  *
- *   npm run bench:es -- --rounds 3 --runs reference,agent,reference1
+ *   npm run bench:es -- --rounds 3 --runs reference,agent,agent160,reference1
  *   node --max-old-space-size=8192 bench/.work/dist/bench/es-throughput.js --lines 1000000 --rounds 1
  *
  * Results: bench/results/es-throughput-<stamp>.json
@@ -42,6 +44,7 @@ import { documentId, ElasticsearchSink } from "../src/sinks/elasticsearch.js";
 import { dailyIndex, logsIndexTemplate } from "../src/sinks/elasticsearch-schema.js";
 import { RequestIdExtractor } from "../src/transforms/request-id.js";
 import { type StructuredOptions, toStructured } from "../src/transforms/tag.js";
+import { memoryCgroup } from "./app/memory-cgroup.js";
 
 const run = promisify(execFile);
 // compiled to bench/.work/dist/bench/: the repository is four levels up
@@ -52,12 +55,15 @@ const { values: args } = parseArgs({
     lines: { type: "string", default: "1000000" },
     rounds: { type: "string", default: "1" },
     "skip-agent": { type: "boolean", default: false },
+    "memory-limit": { type: "string", default: "160" },
     runs: { type: "string", default: "reference,agent,reference1,sink" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
   },
 });
 const N = Number(args.lines);
 const ROUNDS = Number(args.rounds);
+/** agent160's cgroup limit in MiB: the sidecar examples' limits.memory. */
+const LIMIT_MIB = Number(args["memory-limit"]);
 const CUID = "0196f1c2-0000-7000-8000-0000000be0c4";
 const SVC = "bench.shop.cluster.local";
 const READ = 64 * 1024; // the file reader's read size (src/sources/tail/file-reader.ts MAX_CHUNK)
@@ -179,6 +185,8 @@ interface RunResult {
   load_1m_at_start: number;
   /** The agent only: peak RSS (VmHWM) and whether a stored document has the reference's fields. */
   agent_peak_rss_mib?: number;
+  /** agent160: OOM kills in its memory cgroup (0: the agent stayed inside the limit). */
+  oom_kills?: number;
   same_fields_as_reference?: boolean;
   check: { docs: number; indices: number; distinct_ids: number };
 }
@@ -188,13 +196,13 @@ async function measure(
   url: string,
   esPid: number,
   prefix: string,
-  body: () => Promise<{ clientCpuS: number; peakRssMiB?: number }>,
+  body: () => Promise<{ clientCpuS: number; peakRssMiB?: number; oomKills?: number }>,
 ): Promise<RunResult> {
   await req(url, "DELETE", `/${prefix}-*`);
   const load = Math.round(os.loadavg()[0]! * 100) / 100;
   const es0 = ticksOf(esPid);
   const t0 = process.hrtime.bigint();
-  const { clientCpuS, peakRssMiB } = await body();
+  const { clientCpuS, peakRssMiB, oomKills } = await body();
   // the same end for every run: all N documents searchable
   for (let i = 0; ; i++) {
     await req(url, "POST", `/${prefix}-*/_refresh`);
@@ -221,6 +229,7 @@ async function measure(
     es_cpu_s: Math.round(esCpu * 100) / 100,
     load_1m_at_start: load,
     ...(peakRssMiB !== undefined ? { agent_peak_rss_mib: peakRssMiB } : {}),
+    ...(oomKills !== undefined ? { oom_kills: oomKills } : {}),
     ...(referenceFields && name.startsWith("agent")
       ? { same_fields_as_reference: fields === referenceFields }
       : {}),
@@ -323,6 +332,67 @@ async function main(): Promise<void> {
         return { clientCpuS: (c.user + c.system) / 1e6 };
       });
     };
+    const agentRun = (name: string, prefix: string, limitMiB?: number): Promise<RunResult> => {
+      const state = join(work, `state-${Date.now()}`);
+      const metricsPort = 40_000 + Math.floor(Math.random() * 20_000);
+      return measure(name, url, esPid, prefix, async () => {
+        const cgroup =
+          limitMiB === undefined ? undefined : memoryCgroup(`ikon-bench-es-${process.pid}`, limitMiB);
+        // in the cgroup: the shell moves itself there, then becomes node (so the limit holds from the start)
+        const child = spawn(
+          cgroup ? "sh" : process.execPath,
+          [
+            ...(cgroup ? ["-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs, process.execPath] : []),
+            join(ROOT, "dist", "cli", "main.js"),
+            "run",
+            "--watch",
+            logDir,
+            "--svc",
+            SVC,
+            "--state-dir",
+            state,
+            "--output",
+            `elasticsearch:${url}`,
+            "--es-index-prefix",
+            prefix,
+            "--log-level",
+            "warn",
+            "--metrics-port",
+            String(metricsPort),
+            "--metrics-host",
+            "127.0.0.1",
+          ],
+          { stdio: ["ignore", "ignore", "inherit"] },
+        );
+        agentChild = child;
+        // accepted by the sink: its lines-out counter (the checkpoint file is written only once a second);
+        // searchable is then checked by measure() like every run's
+        let cpu = 0;
+        for (;;) {
+          await new Promise((r) => setTimeout(r, 100));
+          try {
+            cpu = ticksOf(child.pid!) / TICK;
+          } catch {
+            const ooms = cgroup?.oomKills();
+            cgroup?.remove();
+            throw new Error(`agent exited early${ooms ? ` (killed by the OOM killer ${ooms} time(s))` : ""}`);
+          }
+          const out = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+            .then((r) => r.text())
+            .catch(() => "");
+          const m = /^ikontainer_lines_out_total\{sink="elasticsearch:[^"]*"\} (\d+)/m.exec(out);
+          if (m && Number(m[1]) >= N) break;
+        }
+        const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+        const peakRssMiB = Math.round(Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
+        child.kill("SIGTERM");
+        await new Promise((r) => child.on("exit", r));
+        agentChild = undefined;
+        const oomKills = cgroup?.oomKills();
+        cgroup?.remove();
+        return { clientCpuS: cpu, peakRssMiB, ...(cgroup ? { oomKills } : {}) };
+      });
+    };
     const runs: Record<string, () => Promise<RunResult>> = {
       reference: () =>
         reference(
@@ -352,65 +422,14 @@ async function main(): Promise<void> {
             return { clientCpuS: (c.user + c.system) / 1e6 };
           },
         ),
-      agent: () => {
-        const state = join(work, `state-${Date.now()}`);
-        const metricsPort = 40_000 + Math.floor(Math.random() * 20_000);
-        return measure(
-          "agent: ikontainer run --output elasticsearch:URL tailing the file",
-          url,
-          esPid,
-          "bench-agent",
-          async () => {
-            const child = spawn(
-              process.execPath,
-              [
-                join(ROOT, "dist", "cli", "main.js"),
-                "run",
-                "--watch",
-                logDir,
-                "--svc",
-                SVC,
-                "--state-dir",
-                state,
-                "--output",
-                `elasticsearch:${url}`,
-                "--es-index-prefix",
-                "bench-agent",
-                "--log-level",
-                "warn",
-                "--metrics-port",
-                String(metricsPort),
-                "--metrics-host",
-                "127.0.0.1",
-              ],
-              { stdio: ["ignore", "ignore", "inherit"] },
-            );
-            agentChild = child;
-            // accepted by the sink: its lines-out counter (the checkpoint file is written only once a second);
-            // searchable is then checked by measure() like every run's
-            let cpu = 0;
-            for (;;) {
-              await new Promise((r) => setTimeout(r, 100));
-              try {
-                cpu = ticksOf(child.pid!) / TICK;
-              } catch {
-                throw new Error("agent exited early");
-              }
-              const out = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
-                .then((r) => r.text())
-                .catch(() => "");
-              const m = /^ikontainer_lines_out_total\{sink="elasticsearch:[^"]*"\} (\d+)/m.exec(out);
-              if (m && Number(m[1]) >= N) break;
-            }
-            const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
-            const peakRssMiB = Math.round(Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
-            child.kill("SIGTERM");
-            await new Promise((r) => child.on("exit", r));
-            agentChild = undefined;
-            return { clientCpuS: cpu, peakRssMiB };
-          },
-        );
-      },
+      agent: () =>
+        agentRun("agent: ikontainer run --output elasticsearch:URL tailing the file", "bench-agent"),
+      agent160: () =>
+        agentRun(
+          `agent160: the same agent in a memory cgroup limited to ${LIMIT_MIB} MiB (a pod's limits.memory)`,
+          "bench-agent160",
+          LIMIT_MIB,
+        ),
     };
     // warm the JVM (JIT, caches) so the first measured run is not the cold one
     process.stderr.write("warm-up\n");

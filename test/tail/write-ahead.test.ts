@@ -97,4 +97,65 @@ describe("write-ahead", () => {
       await pipeline.close();
     }
   });
+  it("bounds the lines handed on ahead over all files together, not per file", async () => {
+    const root = tempDir("ikon-write-ahead-");
+    dirs.push(root);
+    const logs = join(root, "logs");
+    mkdirSync(logs);
+    const files = 8;
+    const n = 10_000; // about 0.6 MB per file: about 9 reads of 64 KiB each
+    let text = "";
+    for (let i = 0; i < n; i++) text += `line ${String(i).padStart(6, "0")} ${"x".repeat(48)}\n`;
+    for (let f = 0; f < files; f++) writeFileSync(join(logs, `app${f}.log`), text);
+
+    const budget = 256 * 1024;
+    let lines = 0;
+    let heldBytes = 0; // bytes of batches handed to the sink and not yet accepted, all files together
+    let maxHeldBytes = 0;
+    let maxHeldBatches = 0;
+    let held = 0;
+    const sink = {
+      id: "slow",
+      writeAheadBytes: budget,
+      write: async (b: LineBatch) => {
+        const bytes = b.endOffset - b.lines[0]!.offset;
+        heldBytes += bytes;
+        held++;
+        maxHeldBytes = Math.max(maxHeldBytes, heldBytes);
+        maxHeldBatches = Math.max(maxHeldBatches, held);
+        await new Promise((r) => setTimeout(r, 20)); // a slow store: batches pile up if nothing bounds them
+        lines += b.lines.length;
+        heldBytes -= bytes;
+        held--;
+        return undefined;
+      },
+      close: async () => undefined,
+    };
+    const checkpoints = new CheckpointStore(join(root, "state"));
+    const pipeline = new Pipeline([sink], checkpoints, silentLogger);
+    const tailer = new Tailer({
+      roots: [logs],
+      include: ["**/*.log"],
+      exclude: [],
+      maxLineBytes: 16_384,
+      lingerMs: 100,
+      pollMs: 50,
+      readFrom: "head",
+      checkpoints,
+      log: silentLogger,
+      ownedSince: 0,
+      submit: (batch, input, after) => pipeline.submit(batch, { input, after }),
+      writeAheadBytes: pipeline.writeAheadBytes,
+    });
+    await tailer.start();
+    try {
+      await waitForCount(() => lines, files * n, { what: "lines of every file through the slow sink" });
+      // the budget, plus at most one read (64 KiB) per file being read; per-file budgets would allow 8 x 256 KiB
+      expect(maxHeldBytes).toBeLessThanOrEqual(budget + files * 64 * 1024);
+      expect(maxHeldBatches).toBeGreaterThan(files); // and files really went ahead
+    } finally {
+      await tailer.stop();
+      await pipeline.close();
+    }
+  });
 });

@@ -5,6 +5,7 @@ import { setImmediate as nextTurn } from "node:timers/promises";
 import type { LineBatch, LogLine, StreamInfo } from "../../core/record.js";
 import { metrics } from "../../observe/metrics.js";
 import { LineSplitter } from "../line-splitter.js";
+import type { WriteAheadBudget } from "./write-ahead.js";
 
 /** Bytes hashed to tell a reused inode number from the file we were reading. */
 export const FINGERPRINT_BYTES = 256;
@@ -79,14 +80,13 @@ export class FileReader {
   /** A read scheduled after a change event (the tailer's --read-delay). */
   kickTimer: NodeJS.Timeout | undefined;
   /**
-   * Bytes of read lines that may be handed on before the sinks accepted the earlier ones (0: each batch waits
-   * for the one before). Set from the sinks' `writeAheadBytes`: an Elasticsearch sink then gets the next reads
-   * while its bulk requests are indexed, instead of one 64 KiB read per round trip.
+   * The agent's budget of read lines handed on before the sinks accepted the earlier ones (undefined: each
+   * batch waits for the one before). Set when the sinks take batches out of order: an Elasticsearch sink then
+   * gets the next reads while its bulk requests are indexed, instead of one 64 KiB read per round trip.
    */
-  writeAheadBytes = 0;
-  /** Submissions not answered yet, oldest first (write-ahead), and their line bytes. */
-  private readonly unanswered: Array<{ done: Promise<void>; bytes: number }> = [];
-  private unansweredBytes = 0;
+  writeAhead: WriteAheadBudget | undefined;
+  /** Submissions not yet awaited, oldest first. */
+  private readonly unanswered: Array<Promise<void>> = [];
   /** The last submission: the next one's checkpoint waits for it, so checkpoints advance in order. */
   private lastSubmitted: Promise<void> | undefined;
 
@@ -252,7 +252,7 @@ export class FileReader {
     } while (this.again || this.truncatePending);
   }
 
-  /** `aheadBytes` > 0: the batch may go out before earlier ones were accepted (within `writeAheadBytes`). */
+  /** `aheadBytes` > 0: the batch may go out before earlier ones were accepted (within the write-ahead budget). */
   private async emit(lines: LogLine[], unterminated = false, aheadBytes = 0): Promise<void> {
     let pieces = 0;
     for (const l of lines) if (l.part !== undefined) pieces++;
@@ -266,14 +266,25 @@ export class FileReader {
       endPart: this.splitter.pieces,
       readAt: Date.now(),
     };
-    if (aheadBytes === 0 || this.writeAheadBytes <= 0 || lines.length === 0) await this.settle();
+    const budget = aheadBytes > 0 && lines.length > 0 ? this.writeAhead : undefined;
+    if (!budget) await this.settle();
     const done = this.submit(batch, this, this.lastSubmitted);
     this.lastSubmitted = done;
-    this.unanswered.push({ done, bytes: aheadBytes });
-    this.unansweredBytes += aheadBytes;
-    done.catch(() => undefined); // seen by settle()/takeOldest(); no unhandled rejection meanwhile
-    if (aheadBytes === 0 || this.writeAheadBytes <= 0) await this.settle();
-    else while (this.unansweredBytes > this.writeAheadBytes) await this.takeOldest();
+    this.unanswered.push(done);
+    if (!budget) {
+      done.catch(() => undefined); // seen by settle(); no unhandled rejection meanwhile
+      await this.settle();
+      return;
+    }
+    budget.used += aheadBytes;
+    // given back when the sinks accepted (or refused) the batch: until then they hold its lines
+    const release = () => {
+      budget.used -= aheadBytes;
+    };
+    done.then(release, release);
+    // Over budget (whichever files hold it), this file waits for its own oldest batches; so every file can
+    // still read, and the whole agent holds at most the budget plus one batch per file being read.
+    while (this.unanswered.length > 0 && budget.exceeded) await this.takeOldest();
   }
 
   /** Waits until every batch handed on was accepted. */
@@ -282,9 +293,7 @@ export class FileReader {
   }
 
   private async takeOldest(): Promise<void> {
-    const oldest = this.unanswered.shift()!;
-    this.unansweredBytes -= oldest.bytes;
-    await oldest.done;
+    await this.unanswered.shift()!;
   }
 
   /**

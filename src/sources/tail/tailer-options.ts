@@ -24,7 +24,7 @@ export interface TailerOptions {
     input: { stream: string; path: string; fp?: string; fpLen?: number; finished?: boolean },
     after?: Promise<void>,
   ) => Promise<void>;
-  /** Bytes of one file's lines handed on before earlier batches were accepted (the sinks' write-ahead; 0: none). */
+  /** Bytes of lines, over all files, handed on before earlier batches were accepted (the sinks' write-ahead; 0: none). */
   writeAheadBytes?: number;
   /** Node mode: per-file stream identity (CUID/svc/fields per container instance). */
   streamFor?: (info: StreamInfo) => StreamInfo;
