@@ -4,9 +4,11 @@
  *   npm run bench:overhead                 full protocol: 100 and 500 req/s, 60 s, 5 repetitions, Locust
  *   npm run bench:overhead -- --quick      smoke: 10 s, 1 repetition
  *   npm run bench:overhead -- --help       every option (reduced protocols, conditions, load tool)
+ *   npm run bench:overhead -- --rates 500 --reps 10 --duration 30s --conditions none,file,file-poll
  *
  * Conditions, interleaved in one run (each (repetition, rate) block runs every condition once, in a shuffled
- * order, each on a freshly started app): no agent; `ikontainer run` per service with the file sink, with the
+ * order, each on a freshly started app): no agent; `ikontainer run` per service with the file sink (file-poll:
+ * the same with `--watcher poll --poll-interval 1s`), with the
  * fluentd sink through real fluentd into Elasticsearch (the paper's path: agent → fluentd → Elasticsearch, with
  * the fluent.conf deploy/ ships, started per trial by scripts/fluentd.sh), with the Elasticsearch sink (real
  * Elasticsearch via scripts/elasticsearch.sh); `ikontainer exec` per service; the paper's mechanism
@@ -68,12 +70,13 @@ const PAPER = {
   },
 } as const;
 
-export const CONDITIONS = ["none", "file", "fluentd", "elasticsearch", "exec", "paper"] as const;
+export const CONDITIONS = ["none", "file", "file-poll", "fluentd", "elasticsearch", "exec", "paper"] as const;
 export type Condition = (typeof CONDITIONS)[number];
 
 const LABELS: Record<Condition | "none-loadgen", string> = {
   none: "no agent",
   file: "agent (run) → file",
+  "file-poll": "agent (run --watcher poll, 1 s) → file",
   fluentd: "agent (run) → fluentd → Elasticsearch",
   elasticsearch: "agent (run) → Elasticsearch",
   exec: "agent (exec) → file",
@@ -279,6 +282,9 @@ function outputFor(cond: Condition, ctx: Ctx, svc: Service): string[] {
   switch (cond) {
     case "file":
       return ["--output", `file:${join(ctx.dir, "out", svc)}`];
+    case "file-poll":
+      // no inotify event per line: the folder is looked at once a second (cost per pod, issue 13)
+      return ["--output", `file:${join(ctx.dir, "out", svc)}`, "--watcher", "poll", "--poll-interval", "1s"];
     case "fluentd":
       return ["--output", `fluentd://127.0.0.1:${ctx.fluentd!.o.port}?ca=${ctx.fluentd!.tls.ca}`];
     case "elasticsearch":

@@ -105,7 +105,8 @@ async function runAgent(
     checkpoints: checkpoints!,
     log,
     ownedSince: Date.parse(parts.cuid.created_at),
-    submit: (batch, input) => pipeline.submit(batch, { input }),
+    submit: (batch, input, after) => pipeline.submit(batch, { input, after }),
+    writeAheadBytes: pipeline.writeAheadBytes,
   });
   checkpoints!.start(config.checkpointInterval, (e) =>
     log.error({ err: errorMessage(e) }, "checkpoint write failed"),

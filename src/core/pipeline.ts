@@ -8,6 +8,8 @@ import type { LineBatch } from "./record.js";
 export interface SubmitCheckpoint {
   /** Input state to record once every sink accepted the batch (undefined: the source keeps no checkpoint). */
   input?: Omit<InputState, "offset" | "part">;
+  /** The same input's previous submission: this batch's checkpoint is recorded only after that one's. */
+  after?: Promise<void> | undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -37,6 +39,15 @@ export class Pipeline {
       await s.recover?.(cp.sinkState(s.id), (key, value) => cp.persistSinkValue(s.id, key, value));
   }
 
+  /**
+   * Bytes of one input's lines that may be submitted before the earlier batches were accepted: the smallest
+   * write-ahead of the sinks (0 when any sink needs each batch accepted before the next).
+   */
+  get writeAheadBytes(): number {
+    if (this.sinks.length === 0) return 0;
+    return Math.min(...this.sinks.map((s) => s.writeAheadBytes ?? 0));
+  }
+
   get healthy(): boolean {
     return this.lastOk;
   }
@@ -55,6 +66,8 @@ export class Pipeline {
         : await Promise.all(this.sinks.map((s) => this.writeUntilAccepted(s, batch)));
     let bytes = 0;
     for (const l of batch.lines) bytes += l.bytes.length;
+    // batches submitted ahead are accepted in any order; their checkpoints are recorded in submission order
+    if (cp.after) await cp.after;
     const n = batch.lines.length;
     for (const s of this.sinks) metrics.linesOut.inc({ sink: s.id }, n);
     metrics.linesIn.inc(n);

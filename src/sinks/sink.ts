@@ -28,6 +28,11 @@ export interface Sink {
   readonly id: string;
   recover?(state: Readonly<Record<string, unknown>>, persist: PersistSinkValue): Promise<void>;
   write(batch: LineBatch): Promise<SinkReceipt | undefined>;
+  /**
+   * Bytes of one stream's lines the sink takes in writes not yet resolved (it stores batches in any order and
+   * returns no receipt). Absent or 0: `write` is called again only after the stream's previous write resolved.
+   */
+  readonly writeAheadBytes?: number;
   /** Flush and release resources; resolve when everything accepted so far is durable. */
   close(): Promise<void>;
 }

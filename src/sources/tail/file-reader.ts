@@ -5,6 +5,7 @@ import { setImmediate as nextTurn } from "node:timers/promises";
 import type { LineBatch, LogLine, StreamInfo } from "../../core/record.js";
 import { metrics } from "../../observe/metrics.js";
 import { LineSplitter } from "../line-splitter.js";
+import type { WriteAheadBudget } from "./write-ahead.js";
 
 /** Bytes hashed to tell a reused inode number from the file we were reading. */
 export const FINGERPRINT_BYTES = 256;
@@ -33,7 +34,8 @@ export interface LineDecoder {
   flush(): LogLine[];
 }
 
-export type Submit = (batch: LineBatch, reader: FileReader) => Promise<void>;
+/** `after`: the reader's previous submission; the checkpoint of this batch is recorded only after that one's. */
+export type Submit = (batch: LineBatch, reader: FileReader, after?: Promise<void>) => Promise<void>;
 
 /**
  * Reads one file identity (device + inode) from a checkpointed offset to its end, again and again as it grows.
@@ -77,6 +79,16 @@ export class FileReader {
   readQueued: Promise<void> | undefined;
   /** A read scheduled after a change event (the tailer's --read-delay). */
   kickTimer: NodeJS.Timeout | undefined;
+  /**
+   * The agent's budget of read lines handed on before the sinks accepted the earlier ones (undefined: each
+   * batch waits for the one before). Set when the sinks take batches out of order: an Elasticsearch sink then
+   * gets the next reads while its bulk requests are indexed, instead of one 64 KiB read per round trip.
+   */
+  writeAhead: WriteAheadBudget | undefined;
+  /** Submissions not yet awaited, oldest first. */
+  private readonly unanswered: Array<Promise<void>> = [];
+  /** The last submission: the next one's checkpoint waits for it, so checkpoints advance in order. */
+  private lastSubmitted: Promise<void> | undefined;
 
   constructor(
     readonly inputId: string,
@@ -172,12 +184,24 @@ export class FileReader {
   }
 
   private async drain(): Promise<void> {
+    try {
+      await this.readToEnd();
+    } finally {
+      // a drain returns only when every batch it read was accepted (callers rely on it: finish, slots, close)
+      await this.settle();
+    }
+  }
+
+  private async readToEnd(): Promise<void> {
     do {
       this.again = false;
       if (!this.detachedAt && (await this.replacedUnderUs())) this.truncatePending = true;
       for (;;) {
         if (this.closed) return;
-        if (this.truncatePending) await this.restartAtZero();
+        if (this.truncatePending) {
+          await this.settle(); // the truncation handling needs the offset accepted so far
+          await this.restartAtZero();
+        }
         // Size reads to what stat said is there: thousands of small files must not each hold a big buffer.
         // A read that filled its buffer doubles the next one (a busy file outgrows the last stat quickly).
         const want = Math.min(
@@ -217,7 +241,7 @@ export class FileReader {
         }
         let lines = this.splitter.push(buf.subarray(0, bytesRead));
         if (this.decoder) lines = this.decoder.decode(lines);
-        if (lines.length > 0 || this.decoder) await this.emit(lines);
+        if (lines.length > 0 || this.decoder) await this.emit(lines, false, bytesRead);
         // A short read reached the end as it was: the next change event (or the poll) reads on, and a read
         // that finds nothing there decides truncation. (Reading again now would cost a read and an fstat.)
         if (bytesRead < want) break;
@@ -228,7 +252,8 @@ export class FileReader {
     } while (this.again || this.truncatePending);
   }
 
-  private async emit(lines: LogLine[], unterminated = false): Promise<void> {
+  /** `aheadBytes` > 0: the batch may go out before earlier ones were accepted (within the write-ahead budget). */
+  private async emit(lines: LogLine[], unterminated = false, aheadBytes = 0): Promise<void> {
     let pieces = 0;
     for (const l of lines) if (l.part !== undefined) pieces++;
     if (pieces) metrics.longLinePieces.inc(pieces);
@@ -241,7 +266,34 @@ export class FileReader {
       endPart: this.splitter.pieces,
       readAt: Date.now(),
     };
-    await this.submit(batch, this);
+    const budget = aheadBytes > 0 && lines.length > 0 ? this.writeAhead : undefined;
+    if (!budget) await this.settle();
+    const done = this.submit(batch, this, this.lastSubmitted);
+    this.lastSubmitted = done;
+    this.unanswered.push(done);
+    if (!budget) {
+      done.catch(() => undefined); // seen by settle(); no unhandled rejection meanwhile
+      await this.settle();
+      return;
+    }
+    budget.used += aheadBytes;
+    // given back when the sinks accepted (or refused) the batch: until then they hold its lines
+    const release = () => {
+      budget.used -= aheadBytes;
+    };
+    done.then(release, release);
+    // Over budget (whichever files hold it), this file waits for its own oldest batches; so every file can
+    // still read, and the whole agent holds at most the budget plus one batch per file being read.
+    while (this.unanswered.length > 0 && budget.exceeded) await this.takeOldest();
+  }
+
+  /** Waits until every batch handed on was accepted. */
+  private async settle(): Promise<void> {
+    while (this.unanswered.length > 0) await this.takeOldest();
+  }
+
+  private async takeOldest(): Promise<void> {
+    await this.unanswered.shift()!;
   }
 
   /**

@@ -15,11 +15,17 @@ export interface TailerOptions {
   readFrom: "head" | "tail";
   checkpoints: CheckpointStore;
   log: Logger;
-  /** Hands a batch to the pipeline; resolves when every sink accepted it (backpressure). */
+  /**
+   * Hands a batch to the pipeline; resolves when every sink accepted it (backpressure). `after`: the same
+   * file's previous batch, whose checkpoint must be recorded first.
+   */
   submit: (
     batch: LineBatch,
     input: { stream: string; path: string; fp?: string; fpLen?: number; finished?: boolean },
+    after?: Promise<void>,
   ) => Promise<void>;
+  /** Bytes of lines, over all files, handed on before earlier batches were accepted (the sinks' write-ahead; 0: none). */
+  writeAheadBytes?: number;
   /** Node mode: per-file stream identity (CUID/svc/fields per container instance). */
   streamFor?: (info: StreamInfo) => StreamInfo;
   /** Node mode: per-file decoder (CRI / Docker json-file). */

@@ -16,6 +16,7 @@ import { fileIdsIn, idOf } from "./rotated-files.js";
 import { startsWith } from "./same-content.js";
 import type { AdoptAt } from "./tail-context.js";
 import type { TailerOptions } from "./tailer-options.js";
+import { WriteAheadBudget } from "./write-ahead.js";
 
 export type { TailerOptions } from "./tailer-options.js";
 
@@ -47,6 +48,8 @@ export class Tailer implements RecoveryContext {
   private initialScanDone = false;
   private stopped = false;
   private readonly slots: ReadSlots;
+  /** Shared by every file's reader (undefined: the sinks need each batch accepted before the next). */
+  private readonly writeAhead: WriteAheadBudget | undefined;
   /** Inputs as checkpointed at start, before the first scan re-decides any of them. */
   readonly inputsAtStart: Record<string, InputState>;
   /** Inputs resumed at start with matching first bytes (their file was not truncated while we were down). */
@@ -63,6 +66,7 @@ export class Tailer implements RecoveryContext {
 
   constructor(readonly opts: TailerOptions) {
     this.slots = new ReadSlots(opts.maxConcurrentReads ?? 32);
+    if (opts.writeAheadBytes) this.writeAhead = new WriteAheadBudget(opts.writeAheadBytes);
     this.inputsAtStart = structuredClone({ ...opts.checkpoints.inputs() });
     this.startGate = new Promise<void>((r) => {
       this.releaseStart = r;
@@ -357,17 +361,22 @@ export class Tailer implements RecoveryContext {
       offset,
       part,
       this.opts.maxLineBytes,
-      (batch, reader) =>
-        this.opts.submit(batch, {
-          stream: reader.stream.key,
-          path: reader.stream.path,
-          fp: reader.fp,
-          fpLen: reader.fpLen,
-          finished: reader.finished || undefined,
-        }),
+      (batch, reader, after) =>
+        this.opts.submit(
+          batch,
+          {
+            stream: reader.stream.key,
+            path: reader.stream.path,
+            fp: reader.fp,
+            fpLen: reader.fpLen,
+            finished: reader.finished || undefined,
+          },
+          after,
+        ),
       this.opts.decoderFor?.(info),
     );
     r.knownSize = now.size;
+    r.writeAhead = this.writeAhead;
     if (!adopt) r.onTruncate = (from) => this.adoption.truncated(r, from, shorter ? cp : undefined);
     // The mark that matched this file stays its mark: a second look at its first bytes could already see the
     // next generation (truncated meanwhile), and the copy of what we read would then never be found.
