@@ -12,6 +12,13 @@
  *   node-watch  floor reference: a bare Node process with one fs.watch on IN and a no-op callback, same writer
  *             (what any Node agent pays per inotify event before doing anything); it writes nothing, so its
  *             µs/line divides by the lines written in the window (RATE × --seconds)
+ *   run-fluentd  `ikontainer run --watch IN --output fluentd://127.0.0.1:PORT?ca=…` into real fluentd (TLS, shared
+ *             key, acks, the agent's default on-disk buffer in front), same writer
+ *   run-es    `ikontainer run --watch IN --output elasticsearch:http://127.0.0.1:PORT`, one index prefix per trial
+ *             For these two, lines delivered in the window are the agent's own counter
+ *             `ikontainer_lines_out_total` (--metrics-port) read at window start and end; the receivers are started
+ *             once per bench run (bench/cpu-per-line-services.ts), and at the end of each trial (writer stopped,
+ *             counter settled) the receiver's own count is compared with the counter and recorded in `check`.
  *   run:NAME  with --variant NAME=ARGS: `run` with extra agent flags, to find where the per-event cost goes
  *             (e.g. --conditions run --variant "delay100=--read-delay 100")
  * Every line is its own write(2) of 100 bytes. Measured: utime+stime (field 14+15 of /proc/PID/stat) of the agent
@@ -38,6 +45,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { BenchElasticsearch, BenchFluentd, freePort, linesOutTotal } from "./cpu-per-line-services.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
@@ -131,6 +139,49 @@ function tailing(child: ChildProcess): Promise<void> {
   });
 }
 
+/** The receivers of the sink conditions, started in main() when a condition needs them. */
+const services: { fluentd?: BenchFluentd; es?: BenchElasticsearch } = {};
+const SINK_CONDITIONS = new Set(["run-fluentd", "run-es"]);
+
+/** Resolves once the agent's sink accepted a first line; fails if none comes for 60 s. */
+async function firstLineOut(metricsPort: number, procs: ChildProcess[]): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if ((await linesOutTotal(metricsPort)).total > 0) return;
+    if (Date.now() > deadline) throw new Error("no line out within 60 s");
+    if (procs.some((p) => p.exitCode !== null)) throw new Error("a process exited before any line out");
+    await sleep(100);
+  }
+}
+
+/** The counter once it stopped moving for 2 s (the writer is stopped), at most 60 s. */
+async function settledLinesOut(metricsPort: number): Promise<number> {
+  let last = -1;
+  let since = Date.now();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { total } = await linesOutTotal(metricsPort);
+    if (total !== last) {
+      last = total;
+      since = Date.now();
+    } else if (Date.now() - since >= 2000 || Date.now() > deadline) return total;
+    await sleep(250);
+  }
+}
+
+/** Waits until the receiver holds `expected` lines (fluentd flushes its file every second), at most 20 s. */
+async function receivedLines(condition: Condition, trialTag: string, expected: number): Promise<number> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const n =
+      condition === "run-fluentd"
+        ? services.fluentd!.received(`ikontainer.${trialTag}`)
+        : await services.es!.count(trialTag);
+    if (n >= expected || Date.now() > deadline) return n;
+    await sleep(500);
+  }
+}
+
 /** Waits for the first output byte; fails if nothing comes for 30 s. */
 async function firstOutput(out: string, procs: ChildProcess[]): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -152,6 +203,8 @@ interface Trial {
   usPerLine: number;
   peakRssMiB: number;
   loadavg1: number;
+  /** Sink conditions: the receiver's own count against the agent's counter after the writer stopped. */
+  check?: { agentLinesOutTotal: number; receiverLines: number; receiver: string; ok: boolean };
 }
 
 async function trial(condition: Condition, rate: number, rep: number, n: number): Promise<Trial> {
@@ -161,6 +214,9 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
   const writeFor = String(WARM + SECONDS + 15); // outlives the window even if the output starts late
   const procs: ChildProcess[] = [];
   let measured: number[] = [];
+  let metricsPort = 0;
+  let writer: ChildProcess | undefined;
+  const trialTag = `bench-t${n}`;
   try {
     if (condition === "run" || VARIANTS.has(condition)) {
       const agent = spawn(
@@ -178,6 +234,35 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
           stdio: "ignore",
         }),
       );
+      measured = [agent.pid!];
+    } else if (SINK_CONDITIONS.has(condition)) {
+      metricsPort = await freePort();
+      const output =
+        condition === "run-fluentd"
+          ? [
+              "--output",
+              `fluentd://127.0.0.1:${services.fluentd!.port}?ca=${services.fluentd!.ca}`,
+              "--fluentd-tag-prefix",
+              `ikontainer.${trialTag}`, // the <match ikontainer.**> of the receiver
+            ]
+          : ["--output", `elasticsearch:${services.es!.url}`, "--es-index-prefix", trialTag];
+      const agent = spawn(
+        process.execPath,
+        [
+          ...[CLI, "run", "--watch", inDir, ...output, "--state-dir", state, "--svc", SVC],
+          ...["--metrics-port", String(metricsPort), "--metrics-host", "127.0.0.1"],
+        ],
+        {
+          stdio: ["ignore", "ignore", "pipe"],
+          env: { ...process.env, IKONTAINER_FLUENTD_SHARED_KEY: services.fluentd?.sharedKey ?? "" },
+        },
+      );
+      procs.push(agent);
+      await tailing(agent);
+      writer = spawn(process.execPath, [WRITER, join(inDir, "app.log"), String(rate), writeFor], {
+        stdio: "ignore",
+      });
+      procs.push(writer);
       measured = [agent.pid!];
     } else if (condition === "exec") {
       const argv = [CLI, "exec", "--output", `file:${out}`, "--state-dir", state, "--svc", SVC, "--"];
@@ -214,17 +299,40 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
       procs.push(spawn(process.execPath, [WRITER, file, String(rate), writeFor], { stdio: "ignore" }));
       measured = [w.pid!];
     } else throw new Error(`unknown condition ${condition}`);
+    const sink = SINK_CONDITIONS.has(condition);
     if (condition === "node-watch")
       await sleep(500); // no output to wait for: the writer's first lines
+    else if (sink) await firstLineOut(metricsPort, procs);
     else await firstOutput(out, procs);
     await sleep(WARM * 1000);
+    // sink conditions: the counter is read before and after the CPU sample, so the scrape is outside the window
+    const out0 = sink ? (await linesOutTotal(metricsPort)).total : dirBytes(out);
     const cpu0 = measured.reduce((s, p) => s + ownCpu(p), 0);
-    const bytes0 = dirBytes(out);
     await sleep(SECONDS * 1000);
     const cpu1 = measured.reduce((s, p) => s + ownCpu(p), 0);
-    const bytes1 = dirBytes(out);
+    const out1 = sink ? (await linesOutTotal(metricsPort)).total : dirBytes(out);
     const linesOut =
-      condition === "node-watch" ? rate * SECONDS : Math.round((bytes1 - bytes0) / firstLineBytes(out));
+      condition === "node-watch"
+        ? rate * SECONDS
+        : sink
+          ? out1 - out0
+          : Math.round((out1 - out0) / firstLineBytes(out));
+    const peakRssMiB = hwmMiB(measured[measured.length - 1]!);
+    const loadavg1 = round(os.loadavg()[0]!, 2);
+    let check: Trial["check"];
+    if (sink) {
+      await stop(writer!);
+      const agentLinesOutTotal = await settledLinesOut(metricsPort);
+      const receiverLines = await receivedLines(condition, trialTag, agentLinesOutTotal);
+      check = {
+        agentLinesOutTotal,
+        receiverLines,
+        receiver:
+          condition === "run-fluentd" ? "fluentd out_file lines" : "Elasticsearch _count after _refresh",
+        ok: receiverLines === agentLinesOutTotal,
+      };
+      if (condition === "run-es") await services.es!.drop(trialTag);
+    }
     return {
       condition,
       rate,
@@ -234,8 +342,9 @@ async function trial(condition: Condition, rate: number, rep: number, n: number)
       linesDue: rate * SECONDS,
       cpuSeconds: round(cpu1 - cpu0, 2),
       usPerLine: round(((cpu1 - cpu0) * 1e6) / linesOut, 2),
-      peakRssMiB: hwmMiB(measured[measured.length - 1]!),
-      loadavg1: round(os.loadavg()[0]!, 2),
+      peakRssMiB,
+      loadavg1,
+      ...(check ? { check } : {}),
     };
   } finally {
     for (const p of [...procs].reverse()) await stop(p);
@@ -249,7 +358,29 @@ async function main(): Promise<void> {
   const started = new Date().toISOString();
   const loadBefore = os.loadavg();
   let n = 0;
+  const servicePids: Record<string, number | undefined> = {};
+  // an interrupted run still stops its receivers (the agents and writers die with their parent's pipes)
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.once(sig, () => {
+      const fluentdPid = services.fluentd?.pid();
+      if (fluentdPid) process.kill(fluentdPid, "SIGTERM");
+      services.es?.stopSync();
+      rmSync(WORK, { recursive: true, force: true });
+      process.exit(130);
+    });
   try {
+    if (CONDITIONS.includes("run-fluentd")) {
+      services.fluentd = new BenchFluentd(join(WORK, "fluentd"), await freePort());
+      await services.fluentd.start();
+      servicePids.fluentd = services.fluentd.pid();
+      console.error(`fluentd on ${services.fluentd.port} (pid ${servicePids.fluentd})`);
+    }
+    if (CONDITIONS.includes("run-es")) {
+      services.es = new BenchElasticsearch(ROOT);
+      await services.es.start(await freePort());
+      servicePids.elasticsearch = services.es.pid();
+      console.error(`Elasticsearch at ${services.es.url} (pid ${servicePids.elasticsearch})`);
+    }
     for (let rep = 0; rep < REPS; rep++) {
       const order = CONDITIONS.flatMap((c) => RATES.map((r) => [c, r] as const)).sort(
         () => Math.random() - 0.5,
@@ -261,6 +392,8 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    if (services.fluentd) await services.fluentd.stop();
+    services.es?.stopSync();
     rmSync(WORK, { recursive: true, force: true });
   }
   const summary = CONDITIONS.map((c) => ({
@@ -310,7 +443,20 @@ async function main(): Promise<void> {
       trialMedian: median(loads),
       trialMax: Math.max(...loads),
     },
-    targets: { runFileUsPerLineAt400PerAgent: 10, execUsPerLineAt400PerAgent: 20 },
+    targets: {
+      runFileUsPerLineAt400PerAgent: 10,
+      execUsPerLineAt400PerAgent: 20,
+      runFluentdUsPerLineAt400PerAgent: 20,
+      runEsUsPerLineAt400PerAgent: 20,
+    },
+    receivers: {
+      fluentd: services.fluentd
+        ? "fluentd 1.16.11 in_forward (TLS, shared key, acks) from deploy/'s fluent.conf, out_file; the agent's default on-disk buffer in front"
+        : undefined,
+      elasticsearch: services.es ? "single node from scripts/elasticsearch.sh on loopback" : undefined,
+      pids: servicePids,
+    },
+    checksFailed: trials.filter((t) => t.check && !t.check.ok).length,
     summary,
     agentOverReference: agentOverRef,
     trials,
