@@ -5,6 +5,7 @@ import { ERR_EXEC_SPAWN } from "../core/errors.js";
 import type { LineBatch, StreamInfo } from "../core/record.js";
 import { metrics } from "../observe/metrics.js";
 import { LineSplitter } from "./line-splitter.js";
+import { nextReadDelay, SMALL_CHUNK } from "./pipe-read-delay.js";
 
 /** Signals the wrapper passes on to its child (the container runtime sends them to PID 1: us). */
 export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
@@ -16,9 +17,6 @@ export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
   "SIGUSR2",
   "SIGWINCH",
 ];
-
-/** A pipe read smaller than this is a quiet moment, after which the read delay applies (see pump). */
-const SMALL_CHUNK = 16 * 1024;
 
 export interface ExecResult {
   /** Exit code to leave with: the child's code, or 128 + signal number when a signal ended it (shell convention). */
@@ -140,18 +138,26 @@ export class ExecSource {
     // paused pipe would block a fast writer).
     let inFlight = 0;
     let delaying = false;
+    let delayMs = this.readDelayMs;
+    let afterPause = false;
     const resumeIfFree = () => {
       if (inFlight === 0 && !delaying) input.resume();
     };
     input.on("data", (chunk: Buffer) => {
       send(splitter.push(chunk), false);
+      if (afterPause) {
+        // what piled up during the pause: a fast child gets shorter pauses, so its pipe never fills
+        afterPause = false;
+        delayMs = nextReadDelay(delayMs, chunk.length, this.readDelayMs);
+      }
       if (this.readDelayMs > 0 && !delaying && chunk.length < SMALL_CHUNK) {
         delaying = true;
         input.pause();
         setTimeout(() => {
           delaying = false;
+          afterPause = true;
           resumeIfFree();
-        }, this.readDelayMs);
+        }, delayMs);
       }
     });
     return new Promise((resolve, reject) => {
