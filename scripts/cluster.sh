@@ -264,7 +264,7 @@ failSwapOn: false
 containerRuntimeEndpoint: unix://$CTR_ADDR
 imageServiceEndpoint: unix://$CTR_ADDR
 resolvConf: "$WORK/resolv.conf"
-# Cluster DNS: pods get `nameserver $GATEWAY` and the cluster.local search list, as with CoreDNS. Nothing
+# Cluster DNS: pods get "nameserver $GATEWAY" and the cluster.local search list, as with CoreDNS. Nothing
 # answers there until a resolver listens on $GATEWAY:53 (the tests start a real Knot serving cluster.local).
 clusterDNS: ["$GATEWAY"]
 clusterDomain: cluster.local
