@@ -30,8 +30,8 @@ import { gunzipSync } from "node:zlib";
 import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "../test/cluster/chart.js";
 import { Cluster, clusterDown, clusterUp, type Pod, podLogDir, REPO } from "../test/cluster/harness.js";
 import { pod as podManifest } from "../test/cluster/workloads.js";
-import { dedicatedNode } from "../test/fixtures/elasticsearch.js";
-import { docs, pipelineFluentd } from "../test/fluentd/pipeline.js";
+import { dedicatedNode, es } from "../test/fixtures/elasticsearch.js";
+import { pipelineFluentd } from "../test/fluentd/pipeline.js";
 
 const TICK = 100; // USER_HZ
 const { values } = parseArgs({
@@ -53,28 +53,23 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-/** The CUID node mode gave a pod's `app` container, from the agent's ledger on the host. */
-function cuidOf(release: string, ns: string, pod: string): string | undefined {
-  let text = "";
-  try {
-    text = readFileSync(join(stateDirOf(release), "node-cuids.jsonl"), "utf8");
-  } catch {
-    return undefined;
-  }
-  for (const l of text.split("\n")) {
-    if (!l.startsWith("{")) continue;
-    const e = JSON.parse(l) as { cuid: string; namespace?: string; pod?: string; container?: string };
-    if (e.namespace === ns && e.pod === pod && e.container === "app") return e.cuid;
-  }
-  return undefined;
-}
-
 /**
  * Second phase: the chart with only a fluentd output (real fluentd, shipped config, on the bridge's gateway →
  * a dedicated Elasticsearch node); one pod at a time, the time from its container's start (`startedAt`, whole
- * seconds) and from its first line's CRI timestamp to the first document under its CUID that a search finds.
+ * seconds) and from its first line's CRI timestamp to the first stamped document of the pod that a search finds.
  * fluentd's shipped config flushes every 5 s, so that is part of the figure.
  */
+async function firstDocOfPod(url: string, prefix: string, pod: string) {
+  await es(url, "POST", `/${prefix}-*/_refresh?ignore_unavailable=true&allow_no_indices=true`);
+  const r = await es<{ hits: { hits: Array<{ _source: { ikontainer_CUID?: string } }> } }>(
+    url,
+    "POST",
+    `/${prefix}-*/_search?ignore_unavailable=true&allow_no_indices=true`,
+    { size: 1, query: { term: { pod } } },
+  );
+  return r.hits?.hits?.[0]?._source;
+}
+
 async function startToElasticsearch(c: Cluster, esUrl: string) {
   const gateway = c.env.IKONTAINER_K8S_GATEWAY;
   const fluentd = await pipelineFluentd(esUrl, "bench", gateway);
@@ -116,16 +111,14 @@ async function startToElasticsearch(c: Cluster, esUrl: string) {
           { name: "app", command: ["sh", "-c", `echo "first ${name}"; while true; do sleep 1; done`] },
         ]),
       );
-      let cuid: string | undefined;
       let seenAt: number | undefined;
       const until = Date.now() + 180_000;
       while (seenAt === undefined) {
         if (Date.now() > until) throw new Error(`${name}: no document in Elasticsearch after 180 s`);
         await sleep(100);
-        cuid ??= cuidOf(RELEASE_ES, NS, name);
-        if (!cuid) continue;
-        const d = await docs(esUrl, fluentd.o.indexPrefix, cuid).catch(() => []);
-        if (d.length > 0) seenAt = Date.now();
+        // the first document of the pod that carries a CUID
+        const hit = await firstDocOfPod(esUrl, fluentd.o.indexPrefix, name).catch(() => undefined);
+        if (hit?.ikontainer_CUID) seenAt = Date.now();
       }
       const p = c.pod(NS, name);
       const started = Date.parse(
