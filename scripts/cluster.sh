@@ -264,6 +264,10 @@ failSwapOn: false
 containerRuntimeEndpoint: unix://$CTR_ADDR
 imageServiceEndpoint: unix://$CTR_ADDR
 resolvConf: "$WORK/resolv.conf"
+# Cluster DNS: pods get "nameserver $GATEWAY" and the cluster.local search list, as with CoreDNS. Nothing
+# answers there until a resolver listens on $GATEWAY:53 (the tests start a real Knot serving cluster.local).
+clusterDNS: ["$GATEWAY"]
+clusterDomain: cluster.local
 # small, so a test can make the kubelet rotate a container's log
 containerLogMaxSize: 1Mi
 containerLogMaxFiles: 3

@@ -89,4 +89,18 @@ import_agent_image() {
   import_tar "$WORK/img/agent.tar" "$AGENT_IMAGE"
   echo "$AGENT_IMAGE_KIND" >"$WORK/agent-image.kind"
   rm -rf "$WORK/img/agent" "$WORK/img/agent.tar"
+  tag_example_images
+}
+
+# The kustomize examples name `ikontainer` (newTag from deploy/kustomize/sidecar) and `busybox:1.36` with the
+# default pull policy; tagged here under the names the kubelet resolves them to, so they run as written and
+# nothing is pulled (pods reach nothing outside this machine). Stands in for a registry, nothing else.
+tag_example_images() {
+  tag=$(sed -n 's/^ *newTag: *//p' "$REPO/deploy/kustomize/sidecar/kustomization.yaml" | head -n 1)
+  for pair in "$AGENT_IMAGE=ikontainer:${tag:-latest}" "$BUSYBOX_IMAGE=busybox:1.36"; do
+    src=${pair%%=*} dst=docker.io/library/${pair#*=}
+    case $src in */*) ;; *) src=docker.io/library/$src ;; esac
+    ctr_k8s images tag --force "$src" "$dst" >/dev/null || die "could not tag $src as $dst"
+    ctr_k8s images label "$dst" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
+  done
 }

@@ -107,7 +107,7 @@ const sorted = (xs: string[]) => [...xs].sort();
 describe("DaemonSet from the helm chart, file output", () => {
   const release = "ikon-file";
   const out = () => join(stateDirOf(release), "out");
-  const ns = "shop";
+  const ns = "chartns"; // not "shop": the kustomize examples create that one as written
   let web: Pod;
   const appTruth: string[][] = []; // lines of restarts 0, 1, 2 from the kubelet's files
   let burstTotal = 0;

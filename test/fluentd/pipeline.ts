@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { logsIndexTemplate } from "../../src/sinks/elasticsearch-schema.js";
 import { es, freePort } from "../fixtures/elasticsearch.js";
-import { RealFluentd } from "../fixtures/fluentd.js";
+import { type FluentdOptions, RealFluentd } from "../fixtures/fluentd.js";
 import { type AgentProcess, sleep, startCli, stopAgent, tempDir } from "../helpers/agent.js";
 
 /** Shared by the real-pipeline tests: agent → real fluentd (the shipped config) → real Elasticsearch. */
@@ -19,7 +19,12 @@ export interface Doc {
 }
 
 /** A fluentd of the shipped config, with its own index prefix (and the agents' index template on it). */
-export async function pipelineFluentd(esUrl: string, name: string, bind?: string): Promise<RealFluentd> {
+export async function pipelineFluentd(
+  esUrl: string,
+  name: string,
+  bind?: string,
+  more: Partial<Pick<FluentdOptions, "port" | "dnsNames">> = {},
+): Promise<RealFluentd> {
   // fluentd's Elasticsearch client checks the product with GET / before every first bulk
   const root = await fetch(`${esUrl}/`, { signal: AbortSignal.timeout(10_000) });
   if (root.status !== 200 || root.headers.get("x-elastic-product") !== "Elasticsearch")
@@ -37,6 +42,7 @@ export async function pipelineFluentd(esUrl: string, name: string, bind?: string
     sharedKey: randomBytes(12).toString("hex"),
     port: await freePort(),
     ...(bind ? { bind } : {}),
+    ...more,
   });
 }
 
