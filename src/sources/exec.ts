@@ -145,12 +145,15 @@ export class ExecSource {
     };
     input.on("data", (chunk: Buffer) => {
       send(splitter.push(chunk), false);
+      // A paused stream keeps reading into its own buffer (up to its high-water mark) and then hands that over
+      // as several chunks: what waits is this chunk plus that buffer, not this chunk alone.
+      const waiting = chunk.length + input.readableLength;
       if (afterPause) {
         // what piled up during the pause: a fast child gets shorter pauses, so its pipe never fills
         afterPause = false;
-        delayMs = nextReadDelay(delayMs, chunk.length, this.readDelayMs);
+        delayMs = nextReadDelay(delayMs, waiting, this.readDelayMs);
       }
-      if (this.readDelayMs > 0 && !delaying && chunk.length < SMALL_CHUNK) {
+      if (this.readDelayMs > 0 && !delaying && waiting < SMALL_CHUNK) {
         delaying = true;
         input.pause();
         setTimeout(() => {
