@@ -1,7 +1,13 @@
 import { isUtf8 } from "node:buffer";
 import * as crypto from "node:crypto";
 import type { LineBatch, LogLine } from "../core/record.js";
-import { parseObject, type StructuredOptions, streamIdentity, toStructured } from "../transforms/tag.js";
+import {
+  AGENT_KEYS,
+  parseObject,
+  type StructuredOptions,
+  streamIdentity,
+  toStructured,
+} from "../transforms/tag.js";
 import { dailyIndex } from "./elasticsearch-schema.js";
 
 /**
@@ -32,21 +38,7 @@ export function documentId(
 }
 
 /** Keys toStructured sets itself (plus the offset): a field with one of these names takes the object path. */
-const OWN_KEYS = new Set([
-  "message",
-  "ikontainer_CUID",
-  "svc",
-  "@timestamp",
-  "source",
-  "stream",
-  "request_id",
-  "ikontainer_part",
-  "ikontainer_partial",
-  "ikontainer_unterminated",
-  "ikontainer_invalid_utf8",
-  "ikontainer_offset",
-  "__proto__",
-]);
+const OWN_KEYS = new Set<string>(["message", ...AGENT_KEYS, "ikontainer_offset", "__proto__"]);
 // integer-like keys come first in a JS object's key order, whatever the insertion order
 const INDEX_LIKE = /^(?:0|[1-9]\d*)$/;
 

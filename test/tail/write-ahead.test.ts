@@ -15,6 +15,24 @@ import { waitForCount } from "../helpers/progress.js";
  * was accepted. The sink here misbehaves on purpose: it accepts batches in a scrambled order (later ones
  * first), as two bulk requests in flight can finish.
  */
+/** A tailer of `logs` handing its batches to `pipeline` with the sinks' write-ahead, as `run` wires it. */
+function tailerThrough(logs: string, checkpoints: CheckpointStore, pipeline: Pipeline): Tailer {
+  return new Tailer({
+    roots: [logs],
+    include: ["**/*.log"],
+    exclude: [],
+    maxLineBytes: 16_384,
+    lingerMs: 100,
+    pollMs: 50,
+    readFrom: "head",
+    checkpoints,
+    log: silentLogger,
+    ownedSince: 0,
+    submit: (batch, input, after) => pipeline.submit(batch, { input, after }),
+    writeAheadBytes: pipeline.writeAheadBytes,
+  });
+}
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) removeDir(d);
@@ -69,20 +87,7 @@ describe("write-ahead", () => {
     };
     const pipeline = new Pipeline([sink], checkpoints, silentLogger);
     expect(pipeline.writeAheadBytes).toBe(256 * 1024);
-    const tailer = new Tailer({
-      roots: [logs],
-      include: ["**/*.log"],
-      exclude: [],
-      maxLineBytes: 16_384,
-      lingerMs: 100,
-      pollMs: 50,
-      readFrom: "head",
-      checkpoints,
-      log: silentLogger,
-      ownedSince: 0,
-      submit: (batch, input, after) => pipeline.submit(batch, { input, after }),
-      writeAheadBytes: pipeline.writeAheadBytes,
-    });
+    const tailer = tailerThrough(logs, checkpoints, pipeline);
     await tailer.start();
     try {
       await waitForCount(() => got.length, n, { what: "lines through the scrambling sink" });
@@ -133,20 +138,7 @@ describe("write-ahead", () => {
     };
     const checkpoints = new CheckpointStore(join(root, "state"));
     const pipeline = new Pipeline([sink], checkpoints, silentLogger);
-    const tailer = new Tailer({
-      roots: [logs],
-      include: ["**/*.log"],
-      exclude: [],
-      maxLineBytes: 16_384,
-      lingerMs: 100,
-      pollMs: 50,
-      readFrom: "head",
-      checkpoints,
-      log: silentLogger,
-      ownedSince: 0,
-      submit: (batch, input, after) => pipeline.submit(batch, { input, after }),
-      writeAheadBytes: pipeline.writeAheadBytes,
-    });
+    const tailer = tailerThrough(logs, checkpoints, pipeline);
     await tailer.start();
     try {
       await waitForCount(() => lines, files * n, { what: "lines of every file through the slow sink" });
