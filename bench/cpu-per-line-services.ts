@@ -12,23 +12,13 @@
 import { execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { RealFluentd } from "../test/fixtures/fluentd.js";
 
 const run = promisify(execFile);
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
+export { freePort } from "./app/launch.js";
 
 /** Sum of `ikontainer_lines_out_total` over its sink labels (one sink per agent here), and the labels seen. */
 export async function linesOutTotal(metricsPort: number): Promise<{ total: number; sinks: string[] }> {
