@@ -10,6 +10,9 @@
  * from its first line's CRI timestamp (containerd, host clock) and from the container's start (`startedAt`,
  * whole seconds) to that line's record in the output. The writers' own rate (CRI timestamps of their first and
  * last burst lines) is recorded too, so it is visible whether the agent or the writers set the pace.
+ * Second phase (`--es-samples`, 5): the writers are deleted, the chart is installed again with a fluentd output
+ * only (real fluentd with the shipped config → a real Elasticsearch node), and one pod at a time writes one line;
+ * measured: container start / first line → its stamped document found by a search (see startToElasticsearch).
  * Results: bench/results/cluster-node-mode-<time>.json. Brings the cluster up and tears it down.
  */
 import {
@@ -19,6 +22,7 @@ import {
   readdirSync,
   readFileSync,
   readSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -29,15 +33,136 @@ import { gunzipSync } from "node:zlib";
 import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "../test/cluster/chart.js";
 import { Cluster, clusterDown, clusterUp, type Pod, podLogDir, REPO } from "../test/cluster/harness.js";
 import { pod as podManifest } from "../test/cluster/workloads.js";
+import { dedicatedNode, es } from "../test/fixtures/elasticsearch.js";
+import { pipelineFluentd } from "../test/fluentd/pipeline.js";
 
 const TICK = 100; // USER_HZ
 const { values } = parseArgs({
-  options: { pods: { type: "string", default: "6" }, lines: { type: "string", default: "20000" } },
+  options: {
+    pods: { type: "string", default: "6" },
+    lines: { type: "string", default: "20000" },
+    "es-samples": { type: "string", default: "5" },
+  },
 });
 const PODS = Number(values.pods);
 const LINES = Number(values.lines);
 const RELEASE = "ikon-bench";
 const NS = "bench";
+const ES_SAMPLES = Number(values["es-samples"]);
+const RELEASE_ES = "ikon-bench-es";
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/**
+ * Second phase: the chart with only a fluentd output (real fluentd, shipped config, on the bridge's gateway →
+ * a dedicated Elasticsearch node); one pod at a time, the time from its container's start (`startedAt`, whole
+ * seconds) and from its first line's CRI timestamp to the first stamped document of the pod that a search finds.
+ * fluentd's shipped config flushes every 5 s, so that is part of the figure.
+ */
+async function firstDocOfPod(url: string, prefix: string, pod: string) {
+  await es(url, "POST", `/${prefix}-*/_refresh?ignore_unavailable=true&allow_no_indices=true`);
+  const r = await es<{ hits: { hits: Array<{ _source: { ikontainer_CUID?: string } }> } }>(
+    url,
+    "POST",
+    `/${prefix}-*/_search?ignore_unavailable=true&allow_no_indices=true`,
+    { size: 1, query: { term: { pod } } },
+  );
+  return r.hits?.hits?.[0]?._source;
+}
+
+/** Deletes pods and waits until they are gone, so their IPs go back to the node's small range (8 addresses). */
+function deletePods(c: Cluster, names: string[]): void {
+  if (names.length === 0) return;
+  c.kubectl(["-n", NS, "delete", "pod", ...names, "--grace-period=1", "--wait=true", "--timeout=120s"]);
+}
+
+/** Why a sample pod has no document yet: its phase and IP (a pod that got no IP never wrote a line). */
+function sampleState(c: Cluster, name: string): string {
+  try {
+    const p = c.pod(NS, name);
+    return `pod ${name}: phase ${p.status.phase}, IP ${p.status.podIP ?? "none"}`;
+  } catch (e) {
+    return `pod ${name}: ${String(e)}`;
+  }
+}
+
+async function startToElasticsearch(c: Cluster, esUrl: string) {
+  const gateway = c.env.IKONTAINER_K8S_GATEWAY;
+  const fluentd = await pipelineFluentd(esUrl, "bench", gateway);
+  await fluentd.start();
+  try {
+    const keyFile = join(stateDirOf(RELEASE_ES), "..", "bench-shared-key");
+    writeFileSync(keyFile, fluentd.o.sharedKey, { mode: 0o600 });
+    c.kubectl([
+      "-n",
+      AGENT_NS,
+      "create",
+      "secret",
+      "generic",
+      "fluentd-forward",
+      `--from-file=shared-key=${keyFile}`,
+    ]);
+    rmSync(keyFile);
+    c.kubectl([
+      "-n",
+      AGENT_NS,
+      "create",
+      "secret",
+      "generic",
+      "fluentd-tls",
+      `--from-file=ca.crt=${fluentd.tls.ca}`,
+    ]);
+    installChart(
+      c,
+      RELEASE_ES,
+      [`fluentd://${gateway}:${fluentd.o.port}`],
+      ["--set", "fluentd.caSecret=fluentd-tls", "--set", "fluentd.sharedKeySecret=fluentd-forward"],
+    );
+    await c.runningPod(AGENT_NS, `app.kubernetes.io/instance=${RELEASE_ES}`);
+    const samples: Array<{ pod: string; containerStartToEsMs: number; criFirstLineToEsMs: number }> = [];
+    for (let i = 0; i < ES_SAMPLES; i++) {
+      const name = `s-${i}`;
+      c.apply(
+        podManifest(NS, name, c.env.IKONTAINER_K8S_BUSYBOX_IMAGE, [
+          { name: "app", command: ["sh", "-c", `echo "first ${name}"; while true; do sleep 1; done`] },
+        ]),
+      );
+      let seenAt: number | undefined;
+      const until = Date.now() + 180_000;
+      while (seenAt === undefined) {
+        if (Date.now() > until)
+          throw new Error(`${name}: no document in Elasticsearch after 180 s (${sampleState(c, name)})`);
+        await sleep(100);
+        // the first document of the pod that carries a CUID
+        const hit = await firstDocOfPod(esUrl, fluentd.o.indexPrefix, name).catch(() => undefined);
+        if (hit?.ikontainer_CUID) seenAt = Date.now();
+      }
+      const p = c.pod(NS, name);
+      const started = Date.parse(
+        (p.status.containerStatuses![0]!.state.running as { startedAt: string }).startedAt,
+      );
+      samples.push({
+        pod: name,
+        containerStartToEsMs: seenAt - started,
+        criFirstLineToEsMs: seenAt - criTimeOf(podLogDir(p, "app"), / first s-/)!,
+      });
+      deletePods(c, [name]);
+    }
+    uninstallChart(c, RELEASE_ES);
+    const a = samples.map((x) => x.containerStartToEsMs);
+    const b = samples.map((x) => x.criFirstLineToEsMs);
+    return {
+      samples,
+      containerStartToEsMs: { median: median(a), max: Math.max(...a) },
+      criFirstLineToEsMs: { median: median(b), max: Math.max(...b) },
+    };
+  } finally {
+    await fluentd.stop();
+  }
+}
 
 const ticksOf = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -102,6 +227,11 @@ function criTimeOf(dir: string, re: RegExp): number | undefined {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
+  const loadavgAtStart = readFileSync("/proc/loadavg", "utf8").trim();
+  // the Elasticsearch node starts while the cluster comes up and the file-output burst runs
+  const esNode = await dedicatedNode("bench-cluster");
+  const esStarted = esNode.start();
+  esStarted.catch(() => undefined);
   const c = new Cluster(clusterUp());
   try {
     installChart(c, RELEASE, ["file:/var/lib/ikontainer/out"]);
@@ -158,6 +288,14 @@ echo "burst-end w-${i}"; while true; do sleep 1; done`,
         burstEndCri: criTimeOf(dir, / burst-end /)!,
       };
     });
+    uninstallChart(c, RELEASE);
+    // the writers are done; the second phase's pods need their addresses
+    deletePods(
+      c,
+      pods.map((p) => p.metadata.name),
+    );
+    await esStarted;
+    const toEs = await startToElasticsearch(c, esNode.url);
     const burstStart = Math.min(...perPod.map((p) => p.burstStartCri));
     const burstEnd = Math.max(...perPod.map((p) => p.burstEndCri));
     const burstLines = PODS * LINES;
@@ -166,7 +304,12 @@ echo "burst-end w-${i}"; while true; do sleep 1; done`,
       date: new Date().toISOString(),
       kubernetes: c.env.IKONTAINER_K8S_VERSION,
       agentImage: `${c.env.IKONTAINER_K8S_AGENT_IMAGE} (${c.env.IKONTAINER_K8S_AGENT_IMAGE_KIND})`,
-      machine: { cores: os.cpus().length, loadavgAtEnd: os.loadavg(), node: process.version },
+      machine: {
+        cores: os.cpus().length,
+        loadavgAtStart,
+        loadavgAtEnd: readFileSync("/proc/loadavg", "utf8").trim(),
+        node: process.version,
+      },
       params: {
         pods: PODS,
         burstLinesPerPod: LINES,
@@ -187,6 +330,8 @@ echo "burst-end w-${i}"; while true; do sleep 1; done`,
           criToRecord: perPod.map((p) => p.criFirstLineToRecordMs),
           containerStartToRecord: perPod.map((p) => p.containerStartToRecordMs),
         },
+        // chart with a fluentd output only → real fluentd (flush 5 s) → Elasticsearch; one pod at a time
+        firstStampedLineInElasticsearch: toEs,
       },
       perPod,
     };
@@ -195,9 +340,9 @@ echo "burst-end w-${i}"; while true; do sleep 1; done`,
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
     console.log(JSON.stringify(result.results, null, 2));
     console.log(out);
-    uninstallChart(c, RELEASE);
   } finally {
     clusterDown();
+    await esNode.destroy();
   }
 }
 
