@@ -16,6 +16,9 @@
  *   runs once per flag set, named "condition [NAME]"; --only node|one|many keeps the named conditions only.
  *   With either option the result goes to bench/results/node-mode-<stamp>.json (node-mode.json stays the
  *   README's full run).
+ *   --max-concurrent-reads 8,16,32: every condition also runs once per value of the agent's
+ *   --max-concurrent-reads, named "condition [reads=N]" (issue 13: files read at once in the catch-up burst
+ *   against peak RSS and lines/s, same build, interleaved).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -44,6 +47,8 @@ interface Run {
   cpuSeconds: number;
   cpuPercent: number;
   peakRssMiB: number;
+  /** 1-minute load average when the run ended (the machine is shared). */
+  loadavg1: number;
 }
 
 function ticksOf(pid: number): number {
@@ -147,6 +152,7 @@ async function measure(
     cpuSeconds: round(cpuSeconds, 2),
     cpuPercent: round((100 * cpuSeconds) / seconds, 1),
     peakRssMiB: round(hwm / 1024, 1),
+    loadavg1: round(os.loadavg()[0]!, 2),
   };
   console.log(JSON.stringify(run));
   return run;
@@ -163,6 +169,7 @@ async function main(): Promise<void> {
       reps: { type: "string", default: "3" },
       flags: { type: "string", multiple: true, default: [] },
       only: { type: "string", multiple: true, default: [] },
+      "max-concurrent-reads": { type: "string" },
     },
   });
   const flagSets: Array<[string, string[]]> = values.flags.length
@@ -178,6 +185,9 @@ async function main(): Promise<void> {
       })
     : [["", []]];
   const ONLY_KEYS: Record<string, number> = { node: 0, one: 1, many: 2 };
+  const readLimits: Array<number | undefined> = values["max-concurrent-reads"]
+    ? values["max-concurrent-reads"].split(",").map(Number)
+    : [undefined];
   const pods = Number(values.pods);
   const perPod = Number(values["lines-per-pod"]);
   const reps = Number(values.reps);
@@ -194,6 +204,7 @@ async function main(): Promise<void> {
     walk(d);
     return n;
   };
+  const loadavgAtStart = os.loadavg().map((x) => round(x, 2));
   for (let rep = 1; rep <= reps; rep++) {
     // Fresh data for every repetition: the node tree and the same lines as plain text.
     const data = mkdtempSync(join(os.tmpdir(), "ikon-bench-data-"));
@@ -220,12 +231,14 @@ async function main(): Promise<void> {
       ["folder agent: 500 files", ["--watch", join(data, "many-files")], join(data, "many-files"), pods],
     ];
     const chosen = values.only.length ? values.only.map((o) => conditions[ONLY_KEYS[o]!]!) : conditions;
-    const trials = chosen.flatMap((c) => flagSets.map((f) => [c, f] as const));
+    const trials = chosen.flatMap((c) => flagSets.flatMap((f) => readLimits.map((r) => [c, f, r] as const)));
     // Rotate the order per repetition so no condition always runs first (page cache, CPU frequency).
     for (let k = 0; k < trials.length; k++) {
-      const [[name, args, dir, files], [flagName, flags]] = trials[(k + rep) % trials.length]!;
-      const label = flagName ? `${name} [${flagName}]` : name;
-      runs.push(await measure(label, rep, flags, args, lines, du(dir), files));
+      const [[name, args, dir, files], [flagName, flags], reads] = trials[(k + rep) % trials.length]!;
+      const tags = [flagName, reads === undefined ? "" : `reads=${reads}`].filter(Boolean).join(", ");
+      const label = tags ? `${name} [${tags}]` : name;
+      const readArgs = reads === undefined ? [] : ["--max-concurrent-reads", String(reads)];
+      runs.push(await measure(label, rep, flags, [...args, ...readArgs], lines, du(dir), files));
     }
     rmSync(data, { recursive: true, force: true });
   }
@@ -262,13 +275,16 @@ async function main(): Promise<void> {
       cpu: "utime+stime of the agent process",
       rss: "VmHWM of the agent process",
       ...(values.flags.length ? { nodeFlags: Object.fromEntries(flagSets) } : {}),
+      ...(values["max-concurrent-reads"] ? { maxConcurrentReads: readLimits } : {}),
+      loadavgAtStart,
+      loadavgAtEnd: os.loadavg().map((x) => round(x, 2)),
     },
     summary,
     runs,
   };
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   const name =
-    values.flags.length || values.only.length
+    values.flags.length || values.only.length || values["max-concurrent-reads"]
       ? `node-mode-${out.date.replace(/[:.]/g, "-")}.json`
       : "node-mode.json";
   writeFileSync(join(ROOT, "bench/results", name), `${JSON.stringify(out, null, 2)}\n`);

@@ -102,6 +102,10 @@ async function runAgent(
     readDelayMs: config.readDelay,
     readFrom: config.readFrom,
     watcher: config.watcher,
+    // Node mode: 16 reads at once peaked at 147–149 MiB with 500 pods instead of 181–185 (32), at the same lines/s
+    // and 15% less CPU; a folder agent with 500 files lost ~13% of its lines/s at 16, so it keeps 32 (issue 13,
+    // bench/node-mode.ts --max-concurrent-reads, docs/benchmark-throughput.md).
+    maxConcurrentReads: config.maxConcurrentReads ?? (nodeMode ? 16 : 32),
     checkpoints: checkpoints!,
     log,
     ownedSince: Date.parse(parts.cuid.created_at),

@@ -150,6 +150,15 @@ export const TAIL_SETTINGS: SettingDef[] = [
       "how folders and new lines are found: one native inotify watch per folder (default), chokidar (re-lists a folder on every change in it: about twice the CPU per line), or poll (no inotify: every folder listed and every file looked at each --poll-interval; the least CPU per line at low rates, lines arrive up to one interval later; also for filesystems without inotify)",
   },
   {
+    // Issue 13: each read in flight holds its lines until every sink accepted them, so this bounds the catch-up
+    // burst's memory when many files have a backlog (node mode, thousands of files).
+    key: "maxConcurrentReads",
+    kind: "int",
+    arg: "N",
+    description:
+      "files read at once, at most, while catching up (each read holds up to 64 KiB of lines until the sinks took them); lower uses less memory with many files, higher may read a backlog faster (default: 32; 16 with --mode node)",
+  },
+  {
     key: "checkpointInterval",
     kind: "duration",
     arg: "DURATION",
@@ -178,6 +187,8 @@ export interface AgentConfig {
   readDelay: number;
   checkpointInterval: number;
   watcher: "inotify" | "chokidar" | "poll";
+  /** `run` only; undefined: the mode's default (src/cli/run.ts). */
+  maxConcurrentReads: number | undefined;
 }
 
 /**
@@ -221,6 +232,8 @@ export function loadAgentConfig(
       throw ERR_INVALID_SETTING(`invalid --request-id-regex: ${(e as Error).message}`);
     }
   }
+  if (s.maxConcurrentReads !== undefined && (s.maxConcurrentReads as number) < 1)
+    throw ERR_INVALID_SETTING("invalid --max-concurrent-reads: expected 1 or more (files read at once)");
   const stateDir = s.stateDir as string;
   const watch = (s.watch as string[] | undefined) ?? [];
   if (opts.tail && watch.length === 0 && !opts.node)

@@ -209,3 +209,20 @@ describe("node mode", () => {
     expect(r.stderr).toContain("--watch is ignored in --mode node");
   });
 });
+
+describe("tail settings", () => {
+  it("--max-concurrent-reads below 1 is refused with the flag named (the tailer could never read)", async () => {
+    const zero = await cli(runArgs("st-reads-0", "--max-concurrent-reads", "0"), { graceMs: 5_000 });
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toContain("IKON_ERR_INVALID_SETTING");
+    expect(zero.stderr).toContain("--max-concurrent-reads");
+    noStack(zero.stderr);
+    const word = await cli(runArgs("st-reads-x"), {
+      graceMs: 5_000,
+      env: { IKONTAINER_MAX_CONCURRENT_READS: "many" },
+    });
+    expect(word.code).toBe(2);
+    expect(word.stderr).toContain("IKON_ERR_INVALID_SETTING");
+    noStack(word.stderr);
+  });
+});

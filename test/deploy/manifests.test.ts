@@ -327,7 +327,11 @@ describe("deploy/ manifests", () => {
       };
       for (const run of r.runs) {
         if (!run.condition.startsWith("node mode")) continue;
-        const label = /\[(.+)\]$/.exec(run.condition)?.[1];
+        // The label may also carry "reads=N" (bench/node-mode.ts --max-concurrent-reads): not a flag set.
+        const label = /\[(.+)\]$/
+          .exec(run.condition)?.[1]
+          ?.split(", ")
+          .find((t) => !t.startsWith("reads="));
         const flags = label ? (r.protocol.nodeFlags?.[label] ?? []).join(" ") : "";
         if (flags === nodeOptions) peaks.push(run.peakRssMiB);
       }
