@@ -22,7 +22,6 @@ import {
   readdirSync,
   readFileSync,
   readSync,
-  rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -30,7 +29,13 @@ import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { gunzipSync } from "node:zlib";
-import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "../test/cluster/chart.js";
+import {
+  AGENT_NS,
+  installChart,
+  installChartWithFluentd,
+  stateDirOf,
+  uninstallChart,
+} from "../test/cluster/chart.js";
 import { Cluster, clusterDown, clusterUp, type Pod, podLogDir, REPO } from "../test/cluster/harness.js";
 import { pod as podManifest } from "../test/cluster/workloads.js";
 import { dedicatedNode, es } from "../test/fixtures/elasticsearch.js";
@@ -94,33 +99,7 @@ async function startToElasticsearch(c: Cluster, esUrl: string) {
   const fluentd = await pipelineFluentd(esUrl, "bench", gateway);
   await fluentd.start();
   try {
-    const keyFile = join(stateDirOf(RELEASE_ES), "..", "bench-shared-key");
-    writeFileSync(keyFile, fluentd.o.sharedKey, { mode: 0o600 });
-    c.kubectl([
-      "-n",
-      AGENT_NS,
-      "create",
-      "secret",
-      "generic",
-      "fluentd-forward",
-      `--from-file=shared-key=${keyFile}`,
-    ]);
-    rmSync(keyFile);
-    c.kubectl([
-      "-n",
-      AGENT_NS,
-      "create",
-      "secret",
-      "generic",
-      "fluentd-tls",
-      `--from-file=ca.crt=${fluentd.tls.ca}`,
-    ]);
-    installChart(
-      c,
-      RELEASE_ES,
-      [`fluentd://${gateway}:${fluentd.o.port}`],
-      ["--set", "fluentd.caSecret=fluentd-tls", "--set", "fluentd.sharedKeySecret=fluentd-forward"],
-    );
+    installChartWithFluentd(c, RELEASE_ES, fluentd, join(stateDirOf(RELEASE_ES), ".."));
     await c.runningPod(AGENT_NS, `app.kubernetes.io/instance=${RELEASE_ES}`);
     const samples: Array<{ pod: string; containerStartToEsMs: number; criFirstLineToEsMs: number }> = [];
     for (let i = 0; i < ES_SAMPLES; i++) {

@@ -1,4 +1,6 @@
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { RealFluentd } from "../fixtures/fluentd.js";
 import { type Cluster, REPO } from "./harness.js";
 
 /** The chart's namespace in the cluster tests, and where each release keeps its state on the host. */
@@ -29,6 +31,49 @@ export function installChart(c: Cluster, release: string, outputs: string[], ext
     "--timeout",
     "240s",
   ]);
+}
+
+/**
+ * The chart with only a fluentd output to `fluentd` (listening on the bridge's gateway): its CA and shared key
+ * go in as Secrets, the key through a 0600 file in `scratch` (never a literal on a command line).
+ */
+export function installChartWithFluentd(
+  c: Cluster,
+  release: string,
+  fluentd: RealFluentd,
+  scratch: string,
+): void {
+  c.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: AGENT_NS } });
+  const keyFile = join(scratch, `${release}-shared-key`);
+  writeFileSync(keyFile, fluentd.o.sharedKey, { mode: 0o600 });
+  try {
+    c.kubectl([
+      "-n",
+      AGENT_NS,
+      "create",
+      "secret",
+      "generic",
+      "fluentd-forward",
+      `--from-file=shared-key=${keyFile}`,
+    ]);
+  } finally {
+    rmSync(keyFile);
+  }
+  c.kubectl([
+    "-n",
+    AGENT_NS,
+    "create",
+    "secret",
+    "generic",
+    "fluentd-tls",
+    `--from-file=ca.crt=${fluentd.tls.ca}`,
+  ]);
+  installChart(
+    c,
+    release,
+    [`fluentd://${c.env.IKONTAINER_K8S_GATEWAY}:${fluentd.o.port}`],
+    ["--set", "fluentd.caSecret=fluentd-tls", "--set", "fluentd.sharedKeySecret=fluentd-forward"],
+  );
 }
 
 export function uninstallChart(c: Cluster, release: string): void {

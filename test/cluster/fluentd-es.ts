@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { sharedElasticsearch } from "../fixtures/elasticsearch.js";
 import type { RealFluentd } from "../fixtures/fluentd.js";
 import { docs, pipelineFluentd } from "../fluentd/pipeline.js";
-import { AGENT_NS, installChart, stateDirOf, uninstallChart } from "./chart.js";
+import { installChartWithFluentd, stateDirOf, uninstallChart } from "./chart.js";
 import { type Cluster, REPO, sleep, waitUntil } from "./harness.js";
 import { linesOfEnded, pod as podManifest, steadyWriter } from "./workloads.js";
 
@@ -45,35 +45,7 @@ export function describeFluentdToEs(ready: () => Cluster, scratch: string): void
       const url = await sharedElasticsearch();
       fluentd = await pipelineFluentd(url, "cluster", gateway);
       await fluentd.start();
-      c.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: AGENT_NS } });
-      // CA and shared key as Secrets (files, never literals on a command line)
-      const keyFile = join(scratch, "shared-key");
-      writeFileSync(keyFile, fluentd.o.sharedKey, { mode: 0o600 });
-      c.kubectl([
-        "-n",
-        AGENT_NS,
-        "create",
-        "secret",
-        "generic",
-        "fluentd-forward",
-        `--from-file=shared-key=${keyFile}`,
-      ]);
-      rmSync(keyFile);
-      c.kubectl([
-        "-n",
-        AGENT_NS,
-        "create",
-        "secret",
-        "generic",
-        "fluentd-tls",
-        `--from-file=ca.crt=${fluentd.tls.ca}`,
-      ]);
-      installChart(
-        c,
-        release,
-        [`fluentd://${gateway}:${fluentd.o.port}`],
-        ["--set", "fluentd.caSecret=fluentd-tls", "--set", "fluentd.sharedKeySecret=fluentd-forward"],
-      );
+      installChartWithFluentd(c, release, fluentd, scratch);
 
       await c.namespace(ns);
       c.apply(
