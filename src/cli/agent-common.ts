@@ -36,7 +36,7 @@ export interface AgentParts {
    * Called the moment a stop begins, before the drain (which may run into the stop deadline): e.g. leaving DNS
    * at once, so nothing is sent to an instance that is going away and its records never outlive it.
    */
-  onStopping: Array<() => void>;
+  onStopping: Array<() => Promise<unknown>>;
   /** exec: awaited before the first SIGTERM reaches the child (leaving DNS, then letting cached answers expire). */
   beforeChildStop: Array<() => Promise<void>>;
 }

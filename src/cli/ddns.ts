@@ -56,7 +56,8 @@ AGENT_START_HOOKS.push(async (parts, mode) => {
   } else {
     // Leave DNS when the stop begins, not after the drain: a drain that runs into the stop deadline (a sink that
     // does not answer) must not leave this instance's records behind, pointing at an IP the next pod may get.
-    parts.onStopping.push(() => void stop());
+    // (run's stop deadline waits for this promise: it is bounded by the registrar's own budget)
+    parts.onStopping.push(() => stop());
     parts.onStop.push(async () => {
       await stop();
     });

@@ -125,7 +125,8 @@ async function runAgent(
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      for (const f of parts.onStopping) f();
+      // e.g. leaving DNS: bounded on its own, and waited for even when the drain runs into the deadline
+      const leaving = Promise.allSettled(parts.onStopping.map((f) => f()));
       log.info({ signal }, "stopping: draining open files");
       const hard = setTimeout(() => {
         log.error(
@@ -134,7 +135,7 @@ async function runAgent(
         try {
           checkpoints!.stop();
         } finally {
-          process.exit(1);
+          void leaving.finally(() => process.exit(1));
         }
       }, STOP_DEADLINE_MS);
       hard.unref();

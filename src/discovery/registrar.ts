@@ -201,7 +201,7 @@ export class DnsRegistrar extends EventEmitter {
     }
   }
 
-  /** Stops renewing and removes this instance's records (bounded by stopTimeoutMs). */
+  /** Stops renewing and removes this instance's records (retried within stopTimeoutMs, default 10 s). */
   async stop(): Promise<DeregisterResult | undefined> {
     if (this._state === "stopped") return undefined;
     const wasPublished = this._state === "registered";
@@ -214,27 +214,60 @@ export class DnsRegistrar extends EventEmitter {
     dnsMetrics.registered.set(0);
     if (wasIdle || !this.mayHavePublished) return undefined;
     // Even if the first registration never confirmed, an update may have landed: deregister anyway (guarded).
-    const limit = this.opts.stopTimeoutMs ?? 3000;
-    try {
-      const result = await Promise.race([
-        deregisterInstance(this.opts.target, publishedOf(this.opts.identity)),
-        new Promise<never>((_, reject) =>
-          setTimeout(() => reject(new Error(`deregistration took longer than ${limit} ms`)), limit).unref(),
-        ),
-      ]);
-      dnsMetrics.updates.inc({ op: "deregister", result: "ok" });
-      this.opts.logger.info({ instance: this.name, ...result, wasPublished }, "deregistered from DNS");
-      this.emit("deregistered", result);
-      return result;
-    } catch (e) {
-      dnsMetrics.updates.inc({ op: "deregister", result: resultLabel(e) });
-      this.opts.logger.error(
-        { instance: this.name, err: errorMessage(e) },
-        "DNS deregistration failed; `ikontainer ddns gc` removes the records once the lease passes",
-      );
-      return undefined;
+    // Exchanges that time out or lose their connection are tried again until the budget ends: a busy server
+    // (knotd syncing its journal on a loaded node) can take seconds per update, and records left behind point at
+    // an IP the next pod may get. An answered refusal (bad key, REFUSED) is final.
+    const deadline = Date.now() + (this.opts.stopTimeoutMs ?? DEREGISTER_BUDGET_MS);
+    let lastError: unknown;
+    for (let attempt = 1; Date.now() < deadline; attempt++) {
+      try {
+        const result = await beforeDeadline(
+          deregisterInstance(this.opts.target, publishedOf(this.opts.identity)),
+          deadline,
+        );
+        dnsMetrics.updates.inc({ op: "deregister", result: "ok" });
+        this.opts.logger.info(
+          { instance: this.name, ...result, wasPublished, attempt },
+          "deregistered from DNS",
+        );
+        this.emit("deregistered", result);
+        return result;
+      } catch (e) {
+        lastError = e;
+        dnsMetrics.updates.inc({ op: "deregister", result: resultLabel(e) });
+        if (isDnsError(e) && e.dns.answered) break;
+        const pause = Math.min(500, deadline - Date.now());
+        if (pause <= 0) break;
+        this.opts.logger.warn(
+          { instance: this.name, err: errorMessage(e), attempt, retryInMs: pause },
+          "DNS deregistration failed; retrying",
+        );
+        await new Promise((r) => setTimeout(r, pause).unref());
+      }
     }
+    this.opts.logger.error(
+      { instance: this.name, err: errorMessage(lastError) },
+      "DNS deregistration failed; `ikontainer ddns gc` removes the records once the lease passes",
+    );
+    return undefined;
   }
+}
+
+/** How long stop() keeps trying to remove the records (well inside Kubernetes' default 30 s grace period). */
+export const DEREGISTER_BUDGET_MS = 10_000;
+
+/** `work`, or a rejection once `deadline` (ms since the epoch) has passed. */
+function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<T> {
+  const ms = Math.max(0, deadline - Date.now());
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`deregistration did not finish within its budget (${ms} ms left)`)),
+      ms,
+    );
+    timer.unref();
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /**

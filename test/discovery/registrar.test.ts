@@ -119,6 +119,34 @@ describe("DnsRegistrar against knotd", () => {
     expect(await knot.dig(svc(newer), "A")).toEqual([]);
   });
 
+  it("stop() keeps trying to leave DNS while the server does not answer, and leaves once it answers again", async () => {
+    // A real knotd frozen with SIGSTOP (a server busy syncing its journal on a loaded node): exchanges time out.
+    // Before, the first timed-out exchange ended the deregistration and the records stayed behind.
+    const id = identity({ ip: "127.0.0.12", svcLabel: "slowleave" });
+    const warnings: string[] = [];
+    const failedAttempts = () => warnings.filter((m) => m.includes("deregistration failed; retrying")).length;
+    const logger = { ...quiet, warn: (_o?: unknown, m?: unknown) => void warnings.push(String(m)) };
+    const r = registrar(id, { target: { ...target, timeoutMs: 400 }, stopTimeoutMs: 15_000, logger });
+    r.start();
+    await r.whenRegistered();
+    process.kill(knot.pid, "SIGSTOP");
+    let resumed = false;
+    try {
+      const stopping = r.stop();
+      // knotd answers again only after two exchanges have timed out
+      await waitForCount(failedAttempts, 2, { what: "deregistration attempts that timed out" });
+      process.kill(knot.pid, "SIGCONT");
+      resumed = true;
+      const result = await stopping;
+      expect(result?.removed).toBe(true);
+    } finally {
+      if (!resumed) process.kill(knot.pid, "SIGCONT");
+    }
+    expect(await knot.dig(inst(id), "ANY")).toEqual([]);
+    expect(await knot.dig(svc(id), "A")).toEqual([]);
+    expect(await knot.dig(rev("127.0.0.12"), "PTR")).toEqual([]);
+  });
+
   it("keeps logging going: with the DNS server down at start it retries with backoff, then registers", async () => {
     const spare = await startKnot();
     await spare.halt();
