@@ -44,8 +44,10 @@ AGENT_START_HOOKS.push(async (parts, mode) => {
     const delay =
       (parts.settings.stopDelay as number | undefined) ?? (parts.settings.dnsTtl as number) + 1000;
     parts.beforeChildStop.push(async () => {
-      await stop();
-      if (delay <= 0) return;
+      // Nothing was removed (never published, or leaving failed within its 10 s budget): caches have nothing to
+      // forget, so the child is not kept waiting (a dead DNS server must not eat the pod's grace period).
+      const left = await stop();
+      if (delay <= 0 || left === undefined) return;
       parts.log.info({ delayMs: delay }, "left DNS; passing SIGTERM to the child after the delay");
       await new Promise((r) => setTimeout(r, delay).unref()); // the child's own exit must not wait for it
     });
