@@ -214,9 +214,9 @@ export class DnsRegistrar extends EventEmitter {
     dnsMetrics.registered.set(0);
     if (wasIdle || !this.mayHavePublished) return undefined;
     // Even if the first registration never confirmed, an update may have landed: deregister anyway (guarded).
-    // Exchanges that time out or lose their connection are tried again until the budget ends: a busy server
-    // (knotd syncing its journal on a loaded node) can take seconds per update, and records left behind point at
-    // an IP the next pod may get. An answered refusal (bad key, REFUSED) is final.
+    // Exchanges that time out or lose their connection are tried again until the budget ends: a busy server (on a
+    // loaded node knotd can take about a second per update) must not leave records behind that point at an IP
+    // the next pod may get. An answered refusal (bad key, REFUSED) is final.
     const deadline = Date.now() + (this.opts.stopTimeoutMs ?? DEREGISTER_BUDGET_MS);
     let lastError: unknown;
     for (let attempt = 1; Date.now() < deadline; attempt++) {
@@ -242,7 +242,8 @@ export class DnsRegistrar extends EventEmitter {
           { instance: this.name, err: errorMessage(e), attempt, retryInMs: pause },
           "DNS deregistration failed; retrying",
         );
-        await new Promise((r) => setTimeout(r, pause).unref());
+        // a referenced timer: while stopping, it may be the only thing keeping the process alive
+        await new Promise((r) => setTimeout(r, pause));
       }
     }
     this.opts.logger.error(
