@@ -29,8 +29,7 @@
  *            symbol split into text pages (> 90% printable: node's built-in JS module sources) and binary ones
  * Needs root (pagemap) and binutils' `nm`/`readelf`. Result: bench/results/idle-memory-breakdown-<stamp>.json.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFileSync, spawn } from "node:child_process";
 import {
   closeSync,
   mkdirSync,
@@ -46,6 +45,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { stopChild } from "./app/proc.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
@@ -329,15 +329,6 @@ const SCRIPTS: Record<string, string> = {
 };
 const CONDITIONS = ["bare", ...Object.keys(SCRIPTS), "agent", "agent-no-opt"];
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, "exit");
-  child.kill("SIGTERM");
-  const killLater = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(killLater);
-}
-
 async function sample(
   condition: string,
   rep: number,
@@ -390,7 +381,7 @@ async function sample(
     console.log(JSON.stringify({ condition, rep, ...status, threads: t.count }));
     return { sample: s, bySymbol };
   } finally {
-    await stop(child);
+    await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -27,13 +27,14 @@
  * (TAG as long as the agent's tag); lines/s, ratio to sed of the same repetition, peak RSS.
  * Result: bench/results/sidecar-memory-<stamp>.json.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { stopChild } from "./app/proc.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
@@ -107,14 +108,6 @@ function dirBytes(dir: string): number {
   for (const n of readdirSync(dir)) sum += statSync(join(dir, n)).size;
   return sum;
 }
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, "exit");
-  child.kill("SIGTERM");
-  const killLater = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(killLater);
-}
 function fresh(dir: string): string {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -158,7 +151,7 @@ async function idle(
     if (!m) throw new Error(`${kind} ${flags.join(" ")} ended early: ${err.slice(-400)}`);
     return m;
   } finally {
-    await stop(child);
+    await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -229,7 +222,7 @@ async function backlogAgent(
       peakRssMiB: Math.max(peak, memMiB(child.pid!)?.hwm ?? 0),
     };
   } finally {
-    await stop(child);
+    await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   }
 }

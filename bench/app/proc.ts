@@ -3,7 +3,8 @@
  * script is bash + inotifywait + a `tail` per event), minus processes that are the application's own
  * (in exec mode the service runs as the agent's child).
  */
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 
 const CLK_TCK = (() => {
@@ -130,4 +131,14 @@ export class AgentMeter {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
   }
+}
+
+/** SIGTERM, then SIGKILL after 10 s; resolves when the child has exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  const killLater = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(killLater);
 }
