@@ -40,6 +40,7 @@ import { Cluster, clusterDown, clusterUp, type Pod, podLogDir, REPO } from "../t
 import { pod as podManifest } from "../test/cluster/workloads.js";
 import { dedicatedNode, es } from "../test/fixtures/elasticsearch.js";
 import { pipelineFluentd } from "../test/fluentd/pipeline.js";
+import { median } from "./paired-stats.js";
 
 const TICK = 100; // USER_HZ
 const { values } = parseArgs({
@@ -55,11 +56,6 @@ const RELEASE = "ikon-bench";
 const NS = "bench";
 const ES_SAMPLES = Number(values["es-samples"]);
 const RELEASE_ES = "ikon-bench-es";
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /**
  * Second phase: the chart with only a fluentd output (real fluentd, shipped config, on the bridge's gateway →

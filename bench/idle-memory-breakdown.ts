@@ -46,6 +46,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { stopChild } from "./app/proc.js";
+import { median } from "./paired-stats.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, HERE.includes("/.work/dist/") ? "../../../.." : "..");
@@ -63,11 +64,6 @@ const WORK = join(os.tmpdir(), `ikon-bench-idle-breakdown-${process.pid}`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const mib = (kib: number) => round(kib / 1024, 2);
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 // ---- the node binary: sections and symbols (non-PIE: addresses in the file are the addresses in memory)
 

@@ -44,30 +44,16 @@ export function installChartWithFluentd(
   scratch: string,
 ): void {
   c.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: AGENT_NS } });
+  const secret = (name: string, fromFile: string) =>
+    c.kubectl(["-n", AGENT_NS, "create", "secret", "generic", name, `--from-file=${fromFile}`]);
   const keyFile = join(scratch, `${release}-shared-key`);
   writeFileSync(keyFile, fluentd.o.sharedKey, { mode: 0o600 });
   try {
-    c.kubectl([
-      "-n",
-      AGENT_NS,
-      "create",
-      "secret",
-      "generic",
-      "fluentd-forward",
-      `--from-file=shared-key=${keyFile}`,
-    ]);
+    secret("fluentd-forward", `shared-key=${keyFile}`);
   } finally {
     rmSync(keyFile);
   }
-  c.kubectl([
-    "-n",
-    AGENT_NS,
-    "create",
-    "secret",
-    "generic",
-    "fluentd-tls",
-    `--from-file=ca.crt=${fluentd.tls.ca}`,
-  ]);
+  secret("fluentd-tls", `ca.crt=${fluentd.tls.ca}`);
   installChart(
     c,
     release,
